@@ -1,0 +1,208 @@
+"""Repository functions for ``images``: queue, claim, finish. They take a Session and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Image, JobImage, Verdict, WorkStatus, utcnow
+from db.upsert import insert_for
+
+INSERT_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class NewImage:
+    url: str
+    url_hash: str
+    domain: str
+
+
+@dataclass
+class QueueResult:
+    """What :func:`queue_images` did with a chunk of URLs."""
+
+    to_send: list[int] = field(default_factory=list)  # ids that need a detect message
+    already_scored: int = 0  # done by the active model and not rescored
+    already_pending: int = 0  # queued or running from an earlier submission
+
+
+def queue_images(
+    session: Session,
+    job_id: int,
+    items: Sequence[NewImage],
+    active_model_id: int | None,
+    rescore: bool = False,
+) -> QueueResult:
+    """Insert new URLs as ``queued`` rows, link every URL to the job, and say which ids need a message.
+
+    Existing URLs are re-queued when they failed before, when the active model has not scored them,
+    or when ``rescore`` is set; URLs already queued or running are left to their pending message.
+    """
+    result = QueueResult()
+    for start in range(0, len(items), INSERT_CHUNK):
+        chunk = items[start : start + INSERT_CHUNK]
+        stmt = insert_for(session, Image.__table__).on_conflict_do_nothing(index_elements=["url_hash"])
+        session.execute(
+            stmt,
+            [
+                {
+                    "url": i.url,
+                    "url_hash": i.url_hash,
+                    "domain": i.domain,
+                    "job_id": job_id,
+                    "status": WorkStatus.QUEUED,
+                    "attempts": 0,
+                    "queued_at": utcnow(),
+                }
+                for i in chunk
+            ],
+        )
+        rows = session.execute(
+            select(Image.id, Image.status, Image.job_id).where(
+                Image.url_hash.in_([i.url_hash for i in chunk])
+            )
+        ).all()
+        scored: set[int] = set()
+        if active_model_id is not None:
+            scored = set(
+                session.scalars(
+                    select(Verdict.image_id).where(
+                        Verdict.model_id == active_model_id, Verdict.image_id.in_([r.id for r in rows])
+                    )
+                )
+            )
+        requeue: list[int] = []
+        for row in rows:
+            if row.job_id == job_id and row.status == WorkStatus.QUEUED:
+                result.to_send.append(row.id)  # inserted just now
+            elif row.status in (WorkStatus.QUEUED, WorkStatus.RUNNING):
+                result.already_pending += 1
+            elif row.id in scored and not rescore:
+                result.already_scored += 1
+            else:
+                requeue.append(row.id)
+        if requeue:
+            session.execute(
+                update(Image)
+                .where(Image.id.in_(requeue))
+                .values(
+                    status=WorkStatus.QUEUED,
+                    attempts=0,
+                    error_code=None,
+                    error_detail=None,
+                    queued_at=utcnow(),
+                    finished_at=None,
+                )
+            )
+            result.to_send.extend(requeue)
+        link = insert_for(session, JobImage.__table__).on_conflict_do_nothing()
+        session.execute(link, [{"job_id": job_id, "image_id": r.id} for r in rows])
+    return result
+
+
+@dataclass(frozen=True)
+class ClaimedImage:
+    id: int
+    url: str
+    attempts: int
+
+
+def claim_images(session: Session, image_ids: Iterable[int], model_id: int) -> list[ClaimedImage]:
+    """Mark the batch ``running`` (attempts + 1) and return the rows that still need this model's verdict.
+
+    Rows already ``done`` with a verdict of ``model_id`` or ``failed`` for good are skipped, so a
+    message delivered twice does its work once.
+    """
+    ids = sorted(set(image_ids))
+    if not ids:
+        return []
+    scored = select(Verdict.image_id).where(Verdict.model_id == model_id, Verdict.image_id == Image.id)
+    claimable = and_(
+        Image.id.in_(ids),
+        or_(
+            Image.status.in_([WorkStatus.QUEUED, WorkStatus.RUNNING]),
+            and_(Image.status == WorkStatus.DONE, ~scored.exists()),
+        ),
+    )
+    rows = session.execute(
+        update(Image)
+        .where(claimable)
+        .values(status=WorkStatus.RUNNING, attempts=Image.attempts + 1, started_at=utcnow())
+        .returning(Image.id, Image.url, Image.attempts)
+    ).all()
+    return sorted((ClaimedImage(r.id, r.url, r.attempts) for r in rows), key=lambda c: c.id)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the worker learnt about the bytes of one image."""
+
+    content_sha256: str
+    bytes: int
+    width: int
+    height: int
+    format: str | None
+    provenance: str | None = None
+    provenance_evidence: dict | None = None
+
+
+def mark_done(session: Session, image_id: int, facts: ImageFacts | None) -> None:
+    values: dict = {
+        "status": WorkStatus.DONE,
+        "error_code": None,
+        "error_detail": None,
+        "finished_at": utcnow(),
+    }
+    if facts is not None:
+        values.update(facts.__dict__)
+    session.execute(update(Image).where(Image.id == image_id).values(**values))
+
+
+def mark_failed(session: Session, image_id: int, code: str, detail: str) -> None:
+    session.execute(
+        update(Image)
+        .where(Image.id == image_id)
+        .values(status=WorkStatus.FAILED, error_code=code, error_detail=detail[:2000], finished_at=utcnow())
+    )
+
+
+def mark_for_retry(session: Session, image_id: int, code: str, detail: str) -> None:
+    """Back to ``queued`` after a transient failure; the error stays visible until it succeeds."""
+    session.execute(
+        update(Image)
+        .where(Image.id == image_id)
+        .values(status=WorkStatus.QUEUED, error_code=code, error_detail=detail[:2000], queued_at=utcnow())
+    )
+
+
+def find_stuck(
+    session: Session, older_than: timedelta, limit: int = 10_000, now: datetime | None = None
+) -> list[int]:
+    """Ids of rows left ``queued`` or ``running`` longer than ``older_than`` (lost messages, dead workers)."""
+    deadline = (now or utcnow()) - older_than
+    stmt = (
+        select(Image.id)
+        .where(
+            or_(
+                and_(Image.status == WorkStatus.QUEUED, Image.queued_at < deadline),
+                and_(Image.status == WorkStatus.RUNNING, Image.started_at < deadline),
+            )
+        )
+        .order_by(Image.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def touch_queued(session: Session, image_ids: Sequence[int]) -> None:
+    """Restart the stuck clock of rows that were just sent again."""
+    session.execute(
+        update(Image)
+        .where(Image.id.in_(image_ids), Image.status != WorkStatus.DONE)
+        .values(status=WorkStatus.QUEUED, queued_at=utcnow())
+    )

@@ -1,0 +1,280 @@
+"""The schema: typed SQLAlchemy 2.0 models shared by PostgreSQL and SQLite.
+
+Every URL ends as an ``images`` row with a status and, when it failed, an error code;
+verdicts are keyed on (image, model) so a redelivered message rewrites the same row.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """A portable enum column: VARCHAR plus a CHECK constraint, same on PostgreSQL and SQLite."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class WorkStatus(enum.StrEnum):
+    """Life of a unit of work (an image to score, a page to crawl)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class VerdictLabel(enum.StrEnum):
+    AI = "ai"
+    REAL = "real"
+    UNCERTAIN = "uncertain"
+
+
+class TrueLabel(enum.StrEnum):
+    AI = "ai"
+    REAL = "real"
+
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True, autoincrement=True)]
+created = Annotated[datetime, mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)]
+url_text = Annotated[str, mapped_column(Text, nullable=False)]
+sha256_hex = Annotated[str, mapped_column(String(64), nullable=False)]
+json_data = Annotated[dict[str, Any], mapped_column(JSON, nullable=False, default=dict)]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Job(Base):
+    """A submission users can follow: one enqueue file, one crawl, one `aidetect score` call."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # enqueue | crawl | score
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    submitted: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    accepted: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    rejected: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    params: Mapped[json_data]
+    created_at: Mapped[created]
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Image(Base):
+    """One normalised image URL and what became of it."""
+
+    __tablename__ = "images"
+
+    id: Mapped[intpk]
+    url: Mapped[url_text]
+    url_hash: Mapped[sha256_hex] = mapped_column(unique=True)
+    domain: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    status: Mapped[WorkStatus] = mapped_column(
+        _enum(WorkStatus, "work_status"), default=WorkStatus.QUEUED, nullable=False
+    )
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    content_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    provenance: Mapped[str | None] = mapped_column(String(32))
+    provenance_evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    queued_at: Mapped[created]
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+    __table_args__ = (Index("ix_images_status_queued_at", "status", "queued_at"),)
+
+
+class JobImage(Base):
+    """Which jobs asked for which image (an image may be asked for by several jobs)."""
+
+    __tablename__ = "job_images"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Model(Base):
+    """A registered detector checkpoint. At most one row is active."""
+
+    __tablename__ = "models"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[str] = mapped_column(String(64), nullable=False)
+    arch: Mapped[str] = mapped_column(String(128), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), default="student", nullable=False)  # student | teacher
+    checkpoint_path: Mapped[str] = mapped_column(Text, nullable=False)
+    checkpoint_sha256: Mapped[sha256_hex] = mapped_column(unique=True)
+    threshold_ai: Mapped[float] = mapped_column(Float, nullable=False)
+    threshold_real: Mapped[float] = mapped_column(Float, nullable=False)
+    metrics: Mapped[json_data]
+    config: Mapped[json_data]
+    active: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    created_at: Mapped[created]
+
+    __table_args__ = (
+        Index(
+            "uq_models_one_active",
+            "active",
+            unique=True,
+            postgresql_where=text("active"),
+            sqlite_where=text("active"),
+        ),
+    )
+
+
+class Verdict(Base):
+    """The pixel verdict of one model on one image."""
+
+    __tablename__ = "verdicts"
+
+    id: Mapped[intpk]
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=False)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    p_ai: Mapped[float] = mapped_column(Float, nullable=False)
+    label: Mapped[VerdictLabel] = mapped_column(_enum(VerdictLabel, "verdict_label"), nullable=False)
+    p_midjourney: Mapped[float | None] = mapped_column(Float)
+    p_stable_diffusion: Mapped[float | None] = mapped_column(Float)
+    p_sd_finetune: Mapped[float | None] = mapped_column(Float)
+    top_family: Mapped[str | None] = mapped_column(String(32))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[created]
+    updated_at: Mapped[created]
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "model_id", name="uq_verdicts_image_model"),
+        Index("ix_verdicts_label_p_ai", "label", "p_ai"),
+    )
+
+
+class Page(Base):
+    """One crawled page (the crawl frontier lives here, shared by all crawl workers)."""
+
+    __tablename__ = "pages"
+
+    id: Mapped[intpk]
+    url: Mapped[url_text]
+    url_hash: Mapped[sha256_hex]
+    domain: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    depth: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), default="html", nullable=False)  # html | sitemap | robots
+    status: Mapped[WorkStatus] = mapped_column(
+        _enum(WorkStatus, "page_status"), default=WorkStatus.QUEUED, nullable=False
+    )
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    images_found: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    queued_at: Mapped[created]
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "url_hash", name="uq_pages_job_url"),
+        Index("ix_pages_job_status", "job_id", "status"),
+    )
+
+
+class ImageSource(Base):
+    """Where a crawled image was found, with its alt text."""
+
+    __tablename__ = "image_sources"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    page_id: Mapped[int] = mapped_column(
+        ForeignKey("pages.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    alt_text: Mapped[str | None] = mapped_column(Text)
+
+
+class Label(Base):
+    """A human correction: what an image really is, who said so, and why."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[intpk]
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    label: Mapped[TrueLabel] = mapped_column(_enum(TrueLabel, "true_label"), nullable=False)
+    family: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    labelled_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[created]
+
+
+class TrainingRun(Base):
+    """One training-queue task: data preparation, teacher, distillation, evaluation."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[WorkStatus] = mapped_column(
+        _enum(WorkStatus, "run_status"), default=WorkStatus.QUEUED, nullable=False
+    )
+    task_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    params: Mapped[json_data]
+    progress: Mapped[json_data]
+    metrics: Mapped[json_data]
+    artifacts: Mapped[json_data]
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[created]
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
