@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from aidetect.settings import get_settings
+from aidetect.settings import Settings, get_settings
 
 DETECT_QUEUE = "detect"
 TRAINING_QUEUE = "training"
@@ -25,9 +25,9 @@ CRAWL_TASK = "producer.crawl_page"
 VISIBILITY_TIMEOUT_S = 6 * 3600
 
 
-def make_app() -> Celery:
-    """Build the Celery app from the process settings."""
-    settings = get_settings()
+def make_app(settings: Settings | None = None) -> Celery:
+    """Build the Celery app from ``settings`` (default: the process settings)."""
+    settings = settings or get_settings()
     celery = Celery("aidetect", broker=settings.redis_url_plain, backend=settings.redis_url_plain)
     celery.conf.update(
         task_serializer="json",

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Image, JobImage, Verdict, WorkStatus, utcnow
@@ -63,9 +63,9 @@ def queue_images(
             ],
         )
         rows = session.execute(
-            select(Image.id, Image.status, Image.job_id).where(
-                Image.url_hash.in_([i.url_hash for i in chunk])
-            )
+            select(Image.id, Image.status, Image.job_id)
+            .where(Image.url_hash.in_([i.url_hash for i in chunk]))
+            .order_by(Image.id)
         ).all()
         scored: set[int] = set()
         if active_model_id is not None:
@@ -180,9 +180,7 @@ def mark_for_retry(session: Session, image_id: int, code: str, detail: str) -> N
     )
 
 
-def find_stuck(
-    session: Session, older_than: timedelta, limit: int = 10_000, now: datetime | None = None
-) -> list[int]:
+def find_stuck(session: Session, older_than: timedelta, limit: int = 10_000, now: datetime | None = None) -> list[int]:
     """Ids of rows left ``queued`` or ``running`` longer than ``older_than`` (lost messages, dead workers)."""
     deadline = (now or utcnow()) - older_than
     stmt = (
@@ -206,3 +204,21 @@ def touch_queued(session: Session, image_ids: Sequence[int]) -> None:
         .where(Image.id.in_(image_ids), Image.status != WorkStatus.DONE)
         .values(status=WorkStatus.QUEUED, queued_at=utcnow())
     )
+
+
+def fail_by_hash(session: Session, failures: dict[str, tuple[str, str]]) -> None:
+    """Mark rows failed by URL hash: ``{url_hash: (error_code, detail)}`` (rejected input lines)."""
+    if not failures:
+        return
+    table = Image.__table__
+    stmt = (
+        table.update()
+        .where(table.c.url_hash == bindparam("b_hash"))
+        .values(
+            status=WorkStatus.FAILED,
+            error_code=bindparam("b_code"),
+            error_detail=bindparam("b_detail"),
+            finished_at=utcnow(),
+        )
+    )
+    session.execute(stmt, [{"b_hash": h, "b_code": c, "b_detail": d[:2000]} for h, (c, d) in failures.items()])

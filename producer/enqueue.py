@@ -1,0 +1,186 @@
+"""`aidetect enqueue`: URLs in, ``queued`` rows and detect messages out.
+
+A URL exists as a committed row before its message is sent, so a lost message is
+re-sent by the sweep and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import images as image_repo
+from db.jobs import create_job
+from db.models import Job
+from db.registry import active_model
+from db.session import transaction
+from producer.urls import InvalidURL, NormalisedURL, normalise_url, url_hash
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500
+
+
+class BatchSender(Protocol):
+    """Where detect batches go: Celery in production, the in-process scorer in embedded mode."""
+
+    def send(self, image_ids: Sequence[int]) -> None: ...
+
+    def queue_depth(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    batch_size: int = 64
+    max_queued: int = 1000
+    rescore: bool = False
+    kind: str = "enqueue"
+    source: str = "-"
+    backpressure_poll_s: float = 1.0
+
+
+@dataclass
+class EnqueueSummary:
+    job_id: int
+    submitted: int = 0
+    accepted: int = 0  # new or re-queued rows that got a message
+    duplicates_in_input: int = 0
+    already_scored: int = 0
+    already_pending: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    messages: int = 0
+
+    @property
+    def duplicates(self) -> int:
+        return self.duplicates_in_input + self.already_scored + self.already_pending
+
+
+def read_url_lines(stream: IO[str]) -> Iterator[str]:
+    """URLs from a text stream: one per line, or a CSV whose header has a ``url`` column."""
+    first = stream.readline()
+    if not first:
+        return
+    header = next(csv.reader(io.StringIO(first)), [])
+    columns = [c.strip().lower() for c in header]
+    if len(columns) > 1 and "url" in columns:
+        index = columns.index("url")
+        for row in csv.reader(stream):
+            if len(row) > index:
+                yield row[index]
+        return
+    if columns == ["url"]:
+        first = ""
+    if first.strip():
+        yield first
+    for line in stream:
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield line
+
+
+def enqueue_urls(
+    lines: Iterable[str],
+    *,
+    sessions: sessionmaker[Session],
+    sender: BatchSender,
+    options: EnqueueOptions = EnqueueOptions(),
+    on_progress: Callable[[int], None] | None = None,
+    normalise: Callable[[str], NormalisedURL] = normalise_url,
+) -> EnqueueSummary:
+    """Normalise, de-duplicate, record under one job and send in batches; returns what happened."""
+    with transaction(sessions) as session:
+        job = create_job(session, options.kind, options.source, {"rescore": options.rescore})
+        model = active_model(session)
+        model_id = model.id if model else None
+    summary = EnqueueSummary(job_id=job.id)
+    seen: set[str] = set()
+    pending: list[image_repo.NewImage] = []
+    rejected_rows: list[tuple[str, InvalidURL]] = []
+    for raw in lines:
+        summary.submitted += 1
+        try:
+            url = normalise(raw)
+        except InvalidURL as exc:
+            summary.rejected[exc.reason.value] += 1
+            rejected_rows.append((raw.strip(), exc))
+            continue
+        if url.url_hash in seen:
+            summary.duplicates_in_input += 1
+            continue
+        seen.add(url.url_hash)
+        pending.append(image_repo.NewImage(url.url, url.url_hash, url.domain))
+        if len(pending) >= CHUNK:
+            _flush(pending, job.id, model_id, sessions, sender, options, summary, on_progress)
+            pending = []
+    _flush(pending, job.id, model_id, sessions, sender, options, summary, on_progress)
+    with transaction(sessions) as session:
+        _record_rejections(session, job.id, rejected_rows)
+        _finish_job(session, job.id, summary)
+    return summary
+
+
+def _flush(
+    items: list[image_repo.NewImage],
+    job_id: int,
+    model_id: int | None,
+    sessions: sessionmaker[Session],
+    sender: BatchSender,
+    options: EnqueueOptions,
+    summary: EnqueueSummary,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    if not items:
+        return
+    with transaction(sessions) as session:
+        result = image_repo.queue_images(session, job_id, items, model_id, rescore=options.rescore)
+    summary.already_scored += result.already_scored
+    summary.already_pending += result.already_pending
+    for start in range(0, len(result.to_send), options.batch_size):
+        _wait_for_room(sender, options)
+        sender.send(result.to_send[start : start + options.batch_size])
+        summary.messages += 1
+    summary.accepted += len(result.to_send)
+    if on_progress:
+        on_progress(len(items))
+
+
+def _wait_for_room(sender: BatchSender, options: EnqueueOptions) -> None:
+    """Backpressure: hold while the queue is longer than ``max_queued`` messages."""
+    if options.max_queued <= 0:
+        return
+    logged = False
+    while sender.queue_depth() > options.max_queued:
+        if not logged:
+            log.info("queue holds more than %d messages; waiting for workers", options.max_queued)
+            logged = True
+        time.sleep(options.backpressure_poll_s)
+
+
+def _record_rejections(session: Session, job_id: int, rejected: list[tuple[str, InvalidURL]]) -> None:
+    """Rejected lines are rows too (status failed, with the reason), so nothing submitted is lost."""
+    items = [
+        image_repo.NewImage(url=text[:4096], url_hash=url_hash("rejected:" + text), domain="")
+        for text, _ in rejected
+    ]
+    if not items:
+        return
+    image_repo.queue_images(session, job_id, items, active_model_id=None)
+    by_hash = {item.url_hash: exc for item, (_, exc) in zip(items, rejected, strict=True)}
+    image_repo.fail_by_hash(session, {h: (exc.reason.value, exc.detail) for h, exc in by_hash.items()})
+
+
+def _finish_job(session: Session, job_id: int, summary: EnqueueSummary) -> None:
+    job = session.get(Job, job_id)
+    assert job is not None
+    job.submitted = summary.submitted
+    job.accepted = summary.accepted
+    job.duplicates = summary.duplicates
+    job.rejected = sum(summary.rejected.values())
+    job.params = {**job.params, "rejected_by_reason": dict(summary.rejected), "messages": summary.messages}

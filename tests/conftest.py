@@ -1,0 +1,205 @@
+"""Shared fixtures: real PostgreSQL, Redis, checkpoints and Celery worker processes.
+
+Services come from DATABASE_URL / REDIS_URL (defaults: the local PostgreSQL and Redis).
+A missing service skips locally and fails in CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "realfake"
+ADMIN_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def service_missing(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable: {exc}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def create_postgres_database(prefix: str = "aidetect_test") -> str:
+    """Create a fresh database next to DATABASE_URL's and return its URL (psycopg 3 driver)."""
+    admin_url = make_url(ADMIN_DATABASE_URL).set(drivername="postgresql+psycopg")
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        service_missing("PostgreSQL", exc)
+    finally:
+        admin.dispose()
+    return admin_url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    parsed = make_url(url)
+    admin = sa.create_engine(make_url(ADMIN_DATABASE_URL).set(drivername="postgresql+psycopg"),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A migrated, empty PostgreSQL database for one test."""
+    from db.migrate import upgrade
+    from db.session import make_engine
+
+    url = create_postgres_database()
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    from db.migrate import upgrade
+    from db.session import make_engine
+
+    url = f"sqlite:///{tmp_path / 'aidetect.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test on both databases."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database number of its own, flushed before and after the test."""
+    prefix = BASE_REDIS_URL.rsplit("/", 1)[0] if BASE_REDIS_URL.count("/") >= 3 else BASE_REDIS_URL
+    url = f"{prefix}/{14 - (os.getpid() % 4)}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        service_missing("Redis", exc)
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid (untrained, random-init) detector checkpoint, built once per test session."""
+    from detector.checkpoint import create_untrained_checkpoint
+
+    directory = tmp_path_factory.mktemp("checkpoint")
+    create_untrained_checkpoint(directory, seed=0)
+    return directory
+
+
+@dataclass
+class ServiceEnv:
+    database_url: str
+    redis_url: str
+    checkpoint: Path
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIDETECT_")}
+        env.update(
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            AIDETECT_CHECKPOINT=str(self.checkpoint),
+            AIDETECT_ALLOWED_NETWORKS='["127.0.0.0/8"]',
+            AIDETECT_TORCH_THREADS="1",
+            PYTHONPATH=str(REPO_ROOT),
+        )
+        env.update(extra)
+        return env
+
+
+class CeleryWorker:
+    """A real ``celery worker`` subprocess, stopped (or killed) by the test."""
+
+    def __init__(self, app: str, queues: str, env: dict[str, str], log_path: Path, concurrency: int = 1,
+                 pool: str = "prefork", name: str | None = None) -> None:
+        self.log_path = log_path
+        self.name = name or f"w{secrets.token_hex(3)}@%h"
+        cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-c", str(concurrency),
+               "-P", pool, "-n", self.name, "--without-gossip", "--without-mingle", "-E", "-l", "INFO"]
+        self.log_file = log_path.open("w")
+        self.process = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{self.log()}")
+            if " ready." in self.log():
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"celery worker not ready after {timeout_s} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (parent and pool children), as a crash would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 30) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log_file.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator:
+    """Factory: ``start_worker(app, queues, env)`` starts a ready worker; all are stopped at teardown."""
+    workers: list[CeleryWorker] = []
+
+    def start(app: str, queues: str, env: dict[str, str], wait: bool = True, **kwargs) -> CeleryWorker:
+        worker = CeleryWorker(app, queues, env, tmp_path / f"worker{len(workers)}.log", **kwargs)
+        workers.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.25, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value; bounded in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not reached within {timeout_s} s")
