@@ -1,0 +1,1 @@
+"""The ``aidetect`` command. The top of the import graph: it may import every package."""

@@ -1,0 +1,63 @@
+"""Helpers shared by the CLI commands: database access and output formats."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from aidetect.settings import get_settings
+from db.migrate import upgrade
+from db.session import make_engine, make_session_factory
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def open_database(migrate: bool = False) -> sessionmaker[Session]:
+    """Sessions on ``DATABASE_URL``; ``migrate`` brings the schema up to date first (embedded mode)."""
+    engine = make_engine(get_settings().database_url_plain)
+    if migrate:
+        upgrade(engine)
+    return make_session_factory(engine)
+
+
+def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: OutputFormat, title: str | None = None,
+         out: Any = None) -> None:
+    """Write rows as a rich table, CSV or JSON (to stdout unless ``out`` is a file)."""
+    stream = out or sys.stdout
+    if fmt is OutputFormat.json:
+        json.dump([{c: row.get(c) for c in columns} for row in rows], stream, default=str, indent=2)
+        stream.write("\n")
+    elif fmt is OutputFormat.csv:
+        writer = csv.DictWriter(stream, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        Console(file=out).print(table) if out else console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)

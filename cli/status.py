@@ -1,0 +1,235 @@
+"""``aidetect status``: queues, workers, the active model, jobs in progress and recent failures.
+
+The broker and the database are read separately: when one does not answer, its sections say
+so and the others still show; the command then exits with status 1. Never imports torch.
+
+The query functions take a ``Session`` and never commit, like those in ``db/``; the metrics
+exporter (``cli/metrics_cmd.py``) uses them too.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+from celery import Celery
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from aidetect.queues import consumers_by_queue, online_workers, read_depths
+from db.models import Image, Model, WorkStatus
+
+FAILURE_WINDOW = timedelta(hours=1)
+
+
+class OutputFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class ImageCount:
+    status: str
+    error_code: str | None
+    images: int
+
+
+def image_counts(session: Session) -> list[ImageCount]:
+    """Images per (status, error_code): one scan of ``images``."""
+    rows = session.execute(
+        select(Image.status, Image.error_code, func.count()).group_by(Image.status, Image.error_code)
+    )
+    return [ImageCount(str(WorkStatus(status)), code, int(n)) for status, code, n in rows]
+
+
+def failures_since(session: Session, since: datetime) -> dict[str, int]:
+    """Images that ended as failed since ``since``, by error code (most frequent first)."""
+    code = func.coalesce(Image.error_code, "unknown")
+    rows = session.execute(
+        select(code, func.count())
+        .where(Image.status == WorkStatus.FAILED, Image.finished_at >= since)
+        .group_by(code)
+        .order_by(func.count().desc(), code)
+    )
+    return {str(c): int(n) for c, n in rows}
+
+
+def oldest_pending_queued_at(session: Session) -> datetime | None:
+    """When the oldest image still queued or running was queued (None: nothing pending)."""
+    return session.scalar(
+        select(func.min(Image.queued_at)).where(Image.status.in_([WorkStatus.QUEUED, WorkStatus.RUNNING]))
+    )
+
+
+def active_model_summary(session: Session) -> dict[str, Any] | None:
+    """The active model as plain data, or None when no model is active yet."""
+    model = session.scalar(select(Model).where(Model.active.is_(True)))
+    if model is None:
+        return None
+    return {
+        "id": model.id,
+        "name": model.name,
+        "version": model.version,
+        "arch": model.arch,
+        "sha256": model.checkpoint_sha256,
+        "threshold_ai": model.threshold_ai,
+        "threshold_real": model.threshold_real,
+        "created_at": model.created_at,
+    }
+
+
+JOB_COLUMNS = (
+    "job_id", "kind", "source", "images", "images_pending", "images_done", "images_failed",
+    "pages_pending", "pages_crawled", "pages_failed", "n_ai", "ai_share",
+)
+
+
+def jobs_in_progress(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    """Rows of the ``job_progress`` view with images or pages still pending, newest first."""
+    rows = session.execute(
+        text(
+            f"SELECT {', '.join(JOB_COLUMNS)} FROM job_progress "
+            "WHERE images_pending > 0 OR pages_pending > 0 ORDER BY job_id DESC LIMIT :limit"
+        ),
+        {"limit": limit},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def with_connect_timeout(url: str, seconds: int) -> str:
+    """A PostgreSQL URL that gives up connecting after ``seconds`` (other URLs unchanged)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgres") or "connect_timeout" in parsed.query:
+        return url
+    return parsed.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(hide_password=False)
+
+
+@dataclass
+class StatusReport:
+    """Everything ``aidetect status`` shows; a section is empty when its source failed (see ``errors``)."""
+
+    generated_at: datetime
+    queues: list[dict[str, Any]] = field(default_factory=list)
+    unacked: int | None = None
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    active_model: dict[str, Any] | None = None
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    failures_last_hour: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _read_broker(report: StatusReport, app: Celery, timeout_s: float) -> None:
+    try:
+        snapshot = read_depths(app, timeout_s=timeout_s)
+    except Exception as exc:  # any transport error: report it, keep the database sections
+        report.errors["broker"] = f"{type(exc).__name__}: {exc}"
+        return
+    report.unacked = snapshot.unacked
+    try:
+        workers = online_workers(app, timeout_s=timeout_s)
+    except Exception as exc:
+        report.errors["workers"] = f"{type(exc).__name__}: {exc}"
+        workers = []
+    consumers = consumers_by_queue(workers)
+    report.queues = [
+        {"name": q.name, "messages": q.messages, "consumers": consumers.get(q.name, 0)} for q in snapshot.queues
+    ]
+    report.workers = [{"name": w.name, "queues": w.queues} for w in workers]
+
+
+def _read_database(report: StatusReport, sessions: sessionmaker[Session], jobs_limit: int) -> None:
+    try:
+        with sessions() as session:
+            report.active_model = active_model_summary(session)
+            report.jobs = jobs_in_progress(session, jobs_limit)
+            report.failures_last_hour = failures_since(session, report.generated_at - FAILURE_WINDOW)
+    except Exception as exc:  # unreachable, or not migrated yet
+        report.errors["database"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def collect_status(
+    app: Celery, sessions: sessionmaker[Session], *, timeout_s: float = 1.0, jobs_limit: int = 20,
+    now: datetime | None = None,
+) -> StatusReport:
+    """Read the broker (queue depths, workers online) and the database (model, jobs, failures)."""
+    report = StatusReport(generated_at=now or datetime.now(UTC))
+    _read_broker(report, app, timeout_s)
+    _read_database(report, sessions, jobs_limit)
+    return report
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> Table:
+    table = Table(title=title, title_justify="left", caption=None if rows else empty)
+    for column in columns:
+        table.add_column(column, justify="right" if column in NUMERIC else "left")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
+
+
+NUMERIC = {"waiting", "consumers", "images", "pending", "done", "failed", "pages pending", "AI", "AI share", "count"}
+
+
+def _share(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1%}"
+
+
+def render_table(report: StatusReport, console: Console) -> None:
+    """Print the report as rich tables."""
+    unacked = "" if report.unacked is None else f" ({report.unacked} delivered, not yet acknowledged)"
+    console.print(_table(f"Queues{unacked}", ["queue", "waiting", "consumers"],
+                         [(q["name"], q["messages"], q["consumers"]) for q in report.queues], "no data"))
+    console.print(_table("Workers online", ["worker", "queues"],
+                         [(w["name"], ", ".join(w["queues"])) for w in report.workers], "no worker answered"))
+    model = report.active_model
+    console.print(_table(
+        "Active model", ["id", "name", "version", "arch", "sha256", "thresholds (ai / real)"],
+        [(model["id"], model["name"], model["version"], model["arch"], model["sha256"][:12],
+          f"{model['threshold_ai']:.3f} / {model['threshold_real']:.3f}")] if model else [],
+        "no active model",
+    ))
+    console.print(_table(
+        "Jobs in progress", ["job", "kind", "source", "images", "pending", "done", "failed", "pages pending",
+                             "AI", "AI share"],
+        [(j["job_id"], j["kind"], j["source"], j["images"], j["images_pending"], j["images_done"],
+          j["images_failed"], j["pages_pending"], j["n_ai"], _share(j["ai_share"])) for j in report.jobs],
+        "none",
+    ))
+    console.print(_table("Failures in the last hour", ["error code", "count"],
+                         list(report.failures_last_hour.items()), "none"))
+    for source, message in report.errors.items():
+        console.print(f"[bold red]{source} unavailable:[/] {message}", highlight=False)
+
+
+def status(
+    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", "-f", help="table or json."),
+    timeout: float = typer.Option(1.0, "--timeout", min=0.1, help="Seconds to wait for the broker and workers."),
+    jobs: int = typer.Option(20, "--jobs", min=1, help="Show at most this many jobs in progress."),
+) -> None:
+    """Queues and their depths, workers online, the active model, jobs in progress, failures of the last hour."""
+    from aidetect.celery_app import app
+    from aidetect.settings import get_settings
+    from db.session import make_engine, make_session_factory
+
+    engine = make_engine(with_connect_timeout(get_settings().database_url_plain, max(1, round(timeout * 3))))
+    try:
+        report = collect_status(app, make_session_factory(engine), timeout_s=timeout, jobs_limit=jobs)
+    finally:
+        engine.dispose()
+    if output_format is OutputFormat.JSON:
+        typer.echo(json.dumps(report.to_dict(), default=str, indent=2))
+    else:
+        render_table(report, Console())
+    if report.errors:
+        raise typer.Exit(1)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up ./.venv with everything the tests need, then lint and run the whole test suite.
+# Needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL; defaults: the local servers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh "test,hub,train,onnx,crawl,metrics,provenance,flower,generate"
+. .venv/bin/activate
+ruff check .
+python -m pytest "$@"

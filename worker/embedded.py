@@ -1,0 +1,89 @@
+"""The embedded mode: ``aidetect score`` runs the worker's ``score_batch`` in-process, no broker."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from producer.urls import NormalisedURL, normalise_url
+from worker.errors import FetchError
+from worker.fetch import FetchResult
+from worker.pipeline import Fetcher, score_batch
+from worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+LOCAL_DOMAIN = "localfile"
+
+
+def expand_inputs(inputs: Iterable[str], stdin_lines: Iterable[str] = ()) -> Iterator[str]:
+    """Files, folders (recursively, image suffixes only), URLs, and ``-`` for lines from stdin."""
+    for item in inputs:
+        if item == "-":
+            yield from (line.strip() for line in stdin_lines if line.strip())
+        elif "://" in item:
+            yield item
+        elif Path(item).is_dir():
+            yield from (p.resolve().as_uri() for p in sorted(Path(item).rglob("*"))
+                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield Path(item).resolve().as_uri()
+
+
+def normalise_input(raw: str) -> NormalisedURL:
+    """Local file URIs as they are (the user's own files); web URLs through the usual validation."""
+    if raw.startswith("file:"):
+        return NormalisedURL(url=raw, domain=LOCAL_DOMAIN)
+    return normalise_url(raw)
+
+
+class LocalFileFetcher:
+    """Reads ``file://`` URLs from disk (embedded mode only), delegates web URLs to the safe fetcher."""
+
+    def __init__(self, inner: Fetcher, max_bytes: int) -> None:
+        self.inner = inner
+        self.max_bytes = max_bytes
+
+    def fetch_many(self, urls: Sequence[str], max_workers: int) -> list[FetchResult | FetchError]:
+        remote = [i for i, u in enumerate(urls) if not u.startswith("file:")]
+        fetched = iter(self.inner.fetch_many([urls[i] for i in remote], max_workers) if remote else [])
+        remote_set = set(remote)
+        return [next(fetched) if i in remote_set else self._read(url) for i, url in enumerate(urls)]
+
+    def _read(self, uri: str) -> FetchResult | FetchError:
+        from urllib.parse import unquote, urlsplit
+
+        path = Path(unquote(urlsplit(uri).path))
+        try:
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                return FetchError("too_large", f"{size} bytes (limit {self.max_bytes})")
+            content = path.read_bytes()
+        except FileNotFoundError:
+            return FetchError("file_not_found", str(path))
+        except OSError as exc:
+            return FetchError("file_error", f"{path}: {exc}")
+        return FetchResult(url=uri, final_url=uri, content=content, content_type=None, status=200, redirects=0)
+
+
+class InProcessSender:
+    """A :class:`producer.enqueue.BatchSender` that scores each batch right away."""
+
+    def __init__(self, runtime: WorkerRuntime, retry_pause_s: float = 1.0) -> None:
+        self.runtime = runtime
+        self.retry_pause_s = retry_pause_s
+
+    def send(self, image_ids: Sequence[int]) -> None:
+        pending = list(image_ids)
+        for attempt in range(self.runtime.settings.max_attempts + 1):
+            outcome = score_batch(pending, self.runtime.context())
+            pending = outcome.retry
+            if not pending:
+                return
+            time.sleep(self.retry_pause_s * 2**attempt)
+
+    def queue_depth(self) -> int:
+        return 0
