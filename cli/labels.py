@@ -16,7 +16,7 @@ from producer.urls import InvalidURL
 
 
 def label(
-    url_or_id: str = typer.Argument(..., metavar="URL_OR_ID", help="The image's URL or its id in the images table."),
+    url_or_id: str = typer.Argument(..., help="The image's URL or its id in the images table."),
     as_: TrueLabel = typer.Option(..., "--as", help="What the image really is."),
     family: str | None = typer.Option(
         None, "--family", help=f"Generator family of an AI image: {', '.join(KNOWN_FAMILIES)} or unknown."
