@@ -1,0 +1,204 @@
+"""The one home of preprocessing: bytes -> RGB image -> crop -> normalised tensor.
+
+Training, evaluation and the workers all go through these functions, so a model sees the same pixels
+in production as it saw when it was measured. Resizing wipes the high-frequency traces detectors rely
+on, so :func:`prepare` resizes only when it must and crops at native resolution.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from aidetect.settings import get_settings
+from detector.config import CropPolicy, ModelConfig
+from detector.errors import DecodeError
+
+_HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
+_ORIENTATION = 0x0112  # EXIF tag
+WHITE = (255, 255, 255, 255)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The Pillow format name the magic bytes announce (JPEG, PNG, GIF, WEBP, BMP, TIFF), else None."""
+    head = bytes(data[:16])
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[:2] == b"BM" and len(head) >= 16 and int.from_bytes(head[14:16], "little") in _BMP_HEADER_SIZES:
+        return "BMP"
+    return None
+
+
+def draft_target(policy: CropPolicy) -> int | None:
+    """The ``target_short_side`` to pass to :func:`decode_image` for this policy (None: no draft)."""
+    return policy.max_short_side if policy.allow_draft else None
+
+
+def decode_image(data: bytes, max_pixels: int | None = None, target_short_side: int | None = None) -> Image.Image:
+    """Decode image bytes into an upright RGB image (first frame of animations).
+
+    ``max_pixels`` (default: settings.max_image_pixels, and never above Pillow's own bomb limit) is
+    checked against the declared size before any pixel is decoded. ``target_short_side`` allows JPEG
+    draft (scaled DCT) decoding when the image is at least twice that size. ``info["format"]`` and
+    ``info["original_size"]`` (upright, before draft) describe the source.
+
+    Raises DecodeError with code ``not_an_image``, ``too_large`` or ``decode_error``; nothing else.
+    """
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise DecodeError("not_an_image", f"unrecognised magic bytes {bytes(data[:8])!r}")
+    limit = max_pixels if max_pixels is not None else get_settings().max_image_pixels
+    if Image.MAX_IMAGE_PIXELS:
+        limit = min(limit, int(Image.MAX_IMAGE_PIXELS))
+    try:
+        img = Image.open(io.BytesIO(data), formats=[fmt])
+        width, height = img.size
+        if width * height > limit:
+            raise DecodeError("too_large", f"{width}x{height} exceeds {limit} pixels")
+        if fmt == "JPEG" and target_short_side:
+            _draft(img, target_short_side)
+        img.load()
+        img, swapped = _exif_transpose(img)
+        rgb = to_rgb(img)
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
+        raise DecodeError("too_large", f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # Pillow raises many types for corrupt data; all mean the same here
+        raise DecodeError("decode_error", f"{fmt}: {type(exc).__name__}: {exc}") from exc
+    rgb.info["format"] = fmt
+    rgb.info["original_size"] = (height, width) if swapped else (width, height)
+    return rgb
+
+
+def _draft(img: Image.Image, target_short_side: int) -> None:
+    """Ask libjpeg for a 1/2, 1/4 or 1/8 scaled decode that keeps the short side >= target."""
+    width, height = img.size
+    short = min(width, height)
+    if short < 2 * target_short_side:
+        return
+    scale = short / target_short_side
+    img.draft(None, (math.ceil(width / scale), math.ceil(height / scale)))
+
+
+def _exif_transpose(img: Image.Image) -> tuple[Image.Image, bool]:
+    """Apply the EXIF orientation; returns the image and whether width and height swapped.
+
+    A malformed EXIF block leaves the image as stored rather than losing it.
+    """
+    try:
+        orientation = img.getexif().get(_ORIENTATION, 1)
+        ImageOps.exif_transpose(img, in_place=True)
+    except Exception:  # corrupt EXIF is not worth losing the image for
+        return img, False
+    return img, orientation in (5, 6, 7, 8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB: transparency composited on white, 16-bit and float scaled to 8-bit."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in _HIGH_DEPTH_MODES:
+        return _high_depth_to_rgb(img)
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or img.has_transparency_data:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit int and float grey images to 8-bit RGB by scaling, not clipping."""
+    arr = np.asarray(img).astype(np.float64)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(arr.max()) if arr.size else 0.0
+    if img.mode.startswith("I;16") or (img.mode == "I" and peak > 255):
+        arr = arr / 257.0
+    elif img.mode == "F" and peak <= 1.0:
+        arr = arr * 255.0
+    grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
+def resize_short_side(img: Image.Image, target: int, resample: Image.Resampling) -> Image.Image:
+    """Scale so the short side is exactly ``target``, keeping the aspect ratio."""
+    width, height = img.size
+    if min(width, height) == target:
+        return img
+    if width <= height:
+        size = (target, max(target, round(height * target / width)))
+    else:
+        size = (max(target, round(width * target / height)), target)
+    gap = 3.0 if size[0] < width else None
+    return img.resize(size, resample, reducing_gap=gap)
+
+
+def fit_short_side(img: Image.Image, policy: CropPolicy) -> Image.Image:
+    """Resize only when needed: down to ``max_short_side`` (Lanczos), up to ``size`` (bicubic)."""
+    short = min(img.size)
+    if short > policy.max_short_side:
+        return resize_short_side(img, policy.max_short_side, Image.Resampling.LANCZOS)
+    if short < policy.size:
+        return resize_short_side(img, policy.size, Image.Resampling.BICUBIC)
+    return img
+
+
+def center_crop(img: Image.Image, size: int) -> Image.Image:
+    """The central ``size`` x ``size`` square; raises ValueError if the image is smaller."""
+    width, height = img.size
+    if width < size or height < size:
+        raise ValueError(f"cannot crop {size}x{size} from {width}x{height}")
+    left, top = (width - size) // 2, (height - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def random_crop(img: Image.Image, size: int, rng: random.Random) -> Image.Image:
+    """A ``size`` x ``size`` square at a random position (upscaling minimally if too small)."""
+    if min(img.size) < size:
+        img = resize_short_side(img, size, Image.Resampling.BICUBIC)
+    left = rng.randint(0, img.width - size)
+    top = rng.randint(0, img.height - size)
+    return img.crop((left, top, left + size, top + size))
+
+
+def prepare(img: Image.Image, policy: CropPolicy) -> Image.Image:
+    """Evaluation/inference view of an image: fit the short side, then a deterministic centre crop."""
+    return center_crop(fit_short_side(to_rgb(img), policy), policy.size)
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """The one normalisation: ``(x - mean) / std`` per channel, for CHW or NCHW floats in [0, 1]."""
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return (x - m) / s
+
+
+def to_tensor(img: Image.Image, config: ModelConfig) -> torch.Tensor:
+    """An RGB image as a normalised CHW float32 tensor."""
+    arr = np.array(to_rgb(img), dtype=np.uint8)
+    x = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+    return normalize(x, config.mean, config.std)
+
+
+def batch_tensor(images: Sequence[Image.Image], config: ModelConfig) -> torch.Tensor:
+    """Same-size images as one normalised NCHW float32 batch; raises ValueError if sizes differ."""
+    if not images:
+        return torch.empty((0, 3, config.input_size, config.input_size))
+    sizes = {img.size for img in images}
+    if len(sizes) != 1:
+        raise ValueError(f"images in a batch must share one size, got {sorted(sizes)}")
+    return torch.stack([to_tensor(img, config) for img in images])
