@@ -47,7 +47,15 @@ def classify(model: torch.nn.Module, paths: list[Path], arch: str) -> list[int]:
         return model(imagenet_batch(images, arch)).argmax(1).tolist()
 
 
-def test_cat_is_its_imagenet_class(lite0: torch.nn.Module, realfake: Path) -> None:
+EGYPTIAN_CAT = 285
+DREAMBOOTH_CAT = "images/real/dreambooth-dataset/0023.jpg"  # google/dreambooth dataset/cat2/01.jpg
+
+
+def test_cat_photo_is_egyptian_cat(lite0: torch.nn.Module, realfake: Path) -> None:
+    assert classify(lite0, [realfake / DREAMBOOTH_CAT], "tf_efficientnet_lite0") == [EGYPTIAN_CAT]
+
+
+def test_imagenet_cat_is_its_imagenet_class(lite0: torch.nn.Module, realfake: Path) -> None:
     path, expected = cat_photo(realfake)
     assert classify(lite0, [path], "tf_efficientnet_lite0") == [expected]
 
