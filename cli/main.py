@@ -14,12 +14,19 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find AI-gene
 
 
 def _mount() -> None:
-    from cli import db_cmd, enqueue, results, score
+    from cli import crawl, data, db_cmd, enqueue, jobs, labels, metrics_cmd, results, score, status
 
-    app.add_typer(db_cmd.app, name="db", help="Database migrations.")
     app.command("score")(score.score)
     app.command("enqueue")(enqueue.enqueue)
+    app.command("crawl")(crawl.crawl)
     app.command("results")(results.results)
+    app.command("label")(labels.label)
+    app.command("status")(status.status)
+    app.add_typer(jobs.app, name="jobs", help="Jobs and their progress.")
+    app.add_typer(db_cmd.app, name="db", help="Database migrations.")
+    data.app.command("export-labels")(labels.export_labels)
+    app.add_typer(data.app, name="data", help="Training data: captions, generation, matching, corrections.")
+    app.add_typer(metrics_cmd.app, name="metrics", help="Prometheus metrics exporter.")
 
 
 @app.callback()
