@@ -25,7 +25,7 @@ def score(
     from aidetect.settings import get_settings
     from cli.common import open_database
     from db.results import ResultFilter, query_results
-    from detector.errors import NoCheckpointError
+    from detector.errors import CheckpointError
     from producer.enqueue import EnqueueOptions, enqueue_urls
     from worker.embedded import InProcessSender, LocalFileFetcher, expand_inputs, normalise_input
     from worker.fetch import SafeFetcher
@@ -38,7 +38,7 @@ def score(
     runtime = WorkerRuntime(settings, fetcher=fetcher, pinned_checkpoint=checkpoint)
     try:
         runtime.models.current()
-    except NoCheckpointError as exc:
+    except CheckpointError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     options = EnqueueOptions(batch_size=batch_size, max_queued=0, rescore=rescore, kind="score",

@@ -53,4 +53,4 @@ def test_score_without_checkpoint_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(images.jpeg())
     result = run_cli(["score", "a.jpg"], cwd=tmp_path, AIDETECT_CHECKPOINT=str(tmp_path / "missing"))
     assert result.returncode != 0
-    assert "AIDETECT_CHECKPOINT" in result.stderr or "checkpoint" in result.stderr.lower()
+    assert "checkpoint not found" in result.stderr and "Traceback" not in result.stderr
