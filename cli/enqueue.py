@@ -15,7 +15,8 @@ from producer.enqueue import EnqueueOptions, EnqueueSummary, enqueue_urls, read_
 
 def enqueue(
     source: str = typer.Argument(..., help="File of URLs (one per line, or CSV with a 'url' column), or - for stdin."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, max=1024, help="URLs per detect message."),
+    batch_size: int = typer.Option(get_settings().batch_size, "--batch-size", min=1, max=1024,
+                                   help="URLs per detect message (default AIDETECT_BATCH_SIZE)."),
     max_queued: int = typer.Option(get_settings().max_queued_messages, "--max-queued",
                                    help="Wait while the detect queue holds more messages than this (0: never wait)."),
     rescore: bool = typer.Option(False, "--rescore", help="Score again URLs the active model already scored."),

@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Prometheus metrics.")
 
 
+@app.callback()
+def _group() -> None:
+    """Prometheus metrics: ``serve`` runs the exporter (a group even with one command, so
+    ``aidetect metrics serve`` keeps its name)."""
+
+
 class Scope(enum.StrEnum):
     ALL = "all"
     CLUSTER = "cluster"

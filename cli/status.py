@@ -169,16 +169,22 @@ def collect_status(
     return report
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> Table:
-    table = Table(title=title, title_justify="left", caption=None if rows else empty)
+NUMERIC = {"waiting", "consumers", "images", "pending", "done", "failed", "pages pending", "AI", "AI share", "count"}
+
+
+def _section(console: Console, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+             empty: str) -> None:
+    """A bold heading (never wrapped into the table's width), then the table or ``empty``."""
+    console.print(f"[bold]{title}[/]", highlight=False)
+    if not rows:
+        console.print(f"  {empty}", style="dim", highlight=False)
+        return
+    table = Table()
     for column in columns:
         table.add_column(column, justify="right" if column in NUMERIC else "left")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    return table
-
-
-NUMERIC = {"waiting", "consumers", "images", "pending", "done", "failed", "pages pending", "AI", "AI share", "count"}
+    console.print(table)
 
 
 def _share(value: float | None) -> str | None:
@@ -186,28 +192,24 @@ def _share(value: float | None) -> str | None:
 
 
 def render_table(report: StatusReport, console: Console) -> None:
-    """Print the report as rich tables."""
+    """Print the report as rich tables, one section per source."""
     unacked = "" if report.unacked is None else f" ({report.unacked} delivered, not yet acknowledged)"
-    console.print(_table(f"Queues{unacked}", ["queue", "waiting", "consumers"],
-                         [(q["name"], q["messages"], q["consumers"]) for q in report.queues], "no data"))
-    console.print(_table("Workers online", ["worker", "queues"],
-                         [(w["name"], ", ".join(w["queues"])) for w in report.workers], "no worker answered"))
+    _section(console, f"Queues{unacked}", ["queue", "waiting", "consumers"],
+             [(q["name"], q["messages"], q["consumers"]) for q in report.queues], "no data")
+    _section(console, "Workers online", ["worker", "queues"],
+             [(w["name"], ", ".join(w["queues"])) for w in report.workers], "no worker answered")
     model = report.active_model
-    console.print(_table(
-        "Active model", ["id", "name", "version", "arch", "sha256", "thresholds (ai / real)"],
-        [(model["id"], model["name"], model["version"], model["arch"], model["sha256"][:12],
-          f"{model['threshold_ai']:.3f} / {model['threshold_real']:.3f}")] if model else [],
-        "no active model",
-    ))
-    console.print(_table(
-        "Jobs in progress", ["job", "kind", "source", "images", "pending", "done", "failed", "pages pending",
-                             "AI", "AI share"],
-        [(j["job_id"], j["kind"], j["source"], j["images"], j["images_pending"], j["images_done"],
-          j["images_failed"], j["pages_pending"], j["n_ai"], _share(j["ai_share"])) for j in report.jobs],
-        "none",
-    ))
-    console.print(_table("Failures in the last hour", ["error code", "count"],
-                         list(report.failures_last_hour.items()), "none"))
+    _section(console, "Active model", ["id", "name", "version", "arch", "sha256", "thresholds (ai / real)"],
+             [(model["id"], model["name"], model["version"], model["arch"], model["sha256"][:12],
+               f"{model['threshold_ai']:.3f} / {model['threshold_real']:.3f}")] if model else [],
+             "no active model")
+    _section(console, "Jobs in progress",
+             ["job", "kind", "source", "images", "pending", "done", "failed", "pages pending", "AI", "AI share"],
+             [(j["job_id"], j["kind"], j["source"], j["images"], j["images_pending"], j["images_done"],
+               j["images_failed"], j["pages_pending"], j["n_ai"], _share(j["ai_share"])) for j in report.jobs],
+             "none")
+    _section(console, "Failures in the last hour", ["error code", "count"],
+             list(report.failures_last_hour.items()), "none")
     for source, message in report.errors.items():
         console.print(f"[bold red]{source} unavailable:[/] {message}", highlight=False)
 
