@@ -142,13 +142,21 @@ def _flush(
         result = image_repo.queue_images(session, job_id, items, model_id, rescore=options.rescore)
     summary.already_scored += result.already_scored
     summary.already_pending += result.already_pending
-    for start in range(0, len(result.to_send), options.batch_size):
-        _wait_for_room(sender, options)
-        sender.send(result.to_send[start : start + options.batch_size])
-        summary.messages += 1
+    summary.messages += send_in_batches(sender, result.to_send, options)
     summary.accepted += len(result.to_send)
     if on_progress:
         on_progress(len(items))
+
+
+def send_in_batches(sender: BatchSender, image_ids: Sequence[int], options: EnqueueOptions) -> int:
+    """Send committed ``queued`` ids in messages of ``options.batch_size``, with backpressure before each
+    message; returns the number of messages (the crawler sends what it finds through here too)."""
+    messages = 0
+    for start in range(0, len(image_ids), options.batch_size):
+        _wait_for_room(sender, options)
+        sender.send(image_ids[start : start + options.batch_size])
+        messages += 1
+    return messages
 
 
 def _wait_for_room(sender: BatchSender, options: EnqueueOptions) -> None:

@@ -1,0 +1,168 @@
+"""`aidetect crawl`: crawl websites and score every image found (Celery crawl workers, or --local in-process)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from tqdm import tqdm
+
+from cli.common import console, err_console
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from producer.crawl.config import CrawlConfig
+    from producer.crawl.crawler import PageOutcome
+
+MiB = 1024 * 1024
+
+
+def crawl(
+    seeds: list[str] = typer.Argument(None, help="Start pages (http/https URLs)."),
+    max_pages: int = typer.Option(100, "--max-pages", min=1, help="HTML pages to fetch at most."),
+    max_depth: int = typer.Option(2, "--max-depth", min=0, help="Links to follow from a seed (0: seeds only)."),
+    same_host: bool = typer.Option(True, "--same-host/--any-host",
+                                   help="Stay on the seeds' hosts (and --allow-domain), or follow links anywhere."),
+    allow_domain: list[str] = typer.Option([], "--allow-domain",
+                                           help="Also crawl this domain and its subdomains (repeatable)."),
+    deny_pattern: list[str] = typer.Option([], "--deny-pattern",
+                                           help="Never fetch pages whose URL matches this regex (repeatable)."),
+    sitemaps: bool = typer.Option(True, "--sitemaps/--no-sitemaps",
+                                  help="Read the sitemaps robots.txt lists (else /sitemap.xml) of each seed host."),
+    sitemap: list[str] = typer.Option([], "--sitemap", help="Also read this sitemap URL (repeatable)."),
+    delay: float = typer.Option(1.0, "--delay", min=0.0,
+                                help="Seconds between two requests to one host (robots.txt Crawl-delay may ask more)."),
+    host_concurrency: int = typer.Option(2, "--host-concurrency", min=1, help="Requests in flight per host."),
+    max_page_mib: float = typer.Option(5.0, "--max-page-mib", min=0.01, help="Larger pages fail as too_large."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, max=1024, help="Images per detect batch."),
+    max_queued: int = typer.Option(1000, "--max-queued", help="Wait while the detect queue holds more messages."),
+    rescore: bool = typer.Option(False, "--rescore", help="Score again images the active model already scored."),
+    local: bool = typer.Option(False, "--local", help="Crawl and score in this process (DATABASE_URL, no broker)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="--local: detector checkpoint directory."),
+    follow: bool = typer.Option(False, "--follow", help="Celery mode: show progress until the crawl ends."),
+    resume: int | None = typer.Option(None, "--resume", metavar="JOB",
+                                      help="Continue crawl job JOB (its queued pages) instead of starting one."),
+) -> None:
+    """Crawl websites for images and score them: one job you can follow with `aidetect jobs show`."""
+    from producer.crawl.config import CrawlConfig
+    from producer.urls import InvalidURL, normalise_url
+
+    if not seeds and resume is None:
+        raise typer.BadParameter("give at least one seed URL, or --resume JOB")
+    for pattern in deny_pattern:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise typer.BadParameter(f"--deny-pattern {pattern!r}: {exc}") from exc
+    for url in [*(seeds or []), *sitemap]:
+        try:
+            normalise_url(url)
+        except InvalidURL as exc:
+            raise typer.BadParameter(f"{url!r}: {exc}") from exc
+    config = CrawlConfig(
+        seeds=tuple(seeds or ()), max_pages=max_pages, max_depth=max_depth, same_host=same_host,
+        allow_domains=tuple(allow_domain), deny_patterns=tuple(deny_pattern), use_sitemaps=sitemaps,
+        sitemaps=tuple(sitemap), min_delay_s=delay, host_concurrency=host_concurrency,
+        max_page_bytes=int(max_page_mib * MiB), batch_size=batch_size, max_queued=0 if local else max_queued,
+        rescore=rescore,
+    )
+    if local:
+        _crawl_local(config, checkpoint, resume)
+    else:
+        _crawl_celery(config, resume, follow)
+
+
+def _crawl_local(config: CrawlConfig, checkpoint: Path | None, resume: int | None) -> None:
+    from aidetect.settings import get_settings
+    from cli.common import open_database
+    from detector.errors import NoCheckpointError
+    from producer.crawl.crawler import start_crawl
+    from producer.crawl.local import BufferedSender, crawl_local
+    from producer.crawl.runtime import local_context
+    from worker.embedded import InProcessSender
+    from worker.runtime import WorkerRuntime
+
+    settings = get_settings()
+    sessions = open_database(migrate=True)
+    runtime = WorkerRuntime(settings, pinned_checkpoint=checkpoint)
+    try:
+        runtime.models.current()
+    except NoCheckpointError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    job_id = resume if resume is not None else start_crawl(config, sessions)[0]
+    ctx = local_context(settings, sessions, BufferedSender(InProcessSender(runtime), config.batch_size))
+    images = 0
+
+    def on_page(outcome: PageOutcome) -> None:
+        nonlocal images
+        images += outcome.images_found
+        bar.update(1)
+        bar.set_postfix(images=images, refresh=False)
+
+    try:
+        with tqdm(desc=f"crawl job {job_id}", unit="page", file=sys.stderr) as bar:
+            summary = crawl_local(job_id, ctx, on_page=on_page, resume=resume is not None)
+    finally:
+        ctx.fetchers.close()
+        runtime.close()
+    console.print(f"job {job_id}: " + ", ".join(f"{n} pages {s}" for s, n in sorted(summary.pages.items()))
+                  + f"; {summary.images_found} images found, {summary.images_sent} sent for scoring")
+    _show(job_id, sessions)
+
+
+def _crawl_celery(config: CrawlConfig, resume: int | None, follow: bool) -> None:
+    from aidetect.celery_app import app as celery_app
+    from cli.common import open_database
+    from db.models import utcnow
+    from db.session import transaction
+    from producer.crawl import frontier
+    from producer.crawl.crawler import start_crawl
+    from producer.crawl.dispatch import CeleryPageSender
+
+    sessions = open_database()
+    if resume is not None:
+        job_id = resume
+        with transaction(sessions) as session:
+            page_ids = frontier.find_stuck_pages(session, utcnow(), utcnow(), job_id=resume)
+            frontier.touch_pages(session, page_ids)
+    else:
+        job_id, page_ids = start_crawl(config, sessions)
+    CeleryPageSender(celery_app).send(page_ids)
+    console.print(f"job {job_id}: {len(page_ids)} pages sent to the crawl queue; "
+                  f"follow it with `aidetect jobs show {job_id}`")
+    if follow:
+        _follow(job_id, sessions)
+
+
+def _follow(job_id: int, sessions: sessionmaker[Session]) -> None:
+    """Poll the job's progress until no page nor image is pending (Ctrl-C stops watching, not the crawl)."""
+    from db.jobs import job_progress
+
+    with tqdm(desc=f"crawl job {job_id}", unit="page", file=sys.stderr) as bar:
+        try:
+            while True:
+                with sessions() as session:
+                    row = job_progress(session, job_id)[0]
+                done = int(row["pages_crawled"] or 0) + int(row["pages_failed"] or 0)
+                bar.total = done + int(row["pages_pending"] or 0)
+                bar.n = done
+                bar.set_postfix(images=row["images"], scored=row["images_done"], refresh=True)
+                if not row["pages_pending"] and not row["images_pending"]:
+                    break
+                time.sleep(2.0)
+        except KeyboardInterrupt:
+            pass
+    _show(job_id, sessions)
+
+
+def _show(job_id: int, sessions: sessionmaker[Session]) -> None:
+    from cli.jobs import print_job
+
+    with sessions() as session:
+        print_job(session, job_id)

@@ -1,0 +1,101 @@
+"""`aidetect jobs`: the jobs users follow (crawls, enqueue files, score calls) and their progress so far."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from sqlalchemy.orm import Session
+
+from cli.common import OutputFormat, console, emit
+
+app = typer.Typer(no_args_is_help=False, help="Jobs and their progress: pages crawled, images scored, AI share.")
+
+LIST_COLUMNS = ("job_id", "kind", "state", "created_at", "pages_crawled", "pages_failed", "pages_pending", "images",
+                "images_done", "images_failed", "n_ai", "ai_share", "source")
+
+
+@app.callback(invoke_without_command=True)
+def _default(ctx: typer.Context,
+             limit: int = typer.Option(20, "--limit", min=1, help="Newest jobs shown."),
+             fmt: OutputFormat = typer.Option(OutputFormat.table, "--format")) -> None:
+    """Without a command: the newest jobs (as `aidetect jobs list`)."""
+    if ctx.invoked_subcommand is None:
+        list_jobs(limit=limit, fmt=fmt)
+
+
+@app.command("list")
+def list_jobs(limit: int = typer.Option(20, "--limit", min=1, help="Newest jobs shown."),
+              fmt: OutputFormat = typer.Option(OutputFormat.table, "--format")) -> None:
+    """The newest jobs with their progress."""
+    from cli.common import open_database
+    from db.jobs import job_progress
+
+    with open_database()() as session:
+        rows = [_with_state(row) for row in job_progress(session)[:limit]]
+    emit(rows, LIST_COLUMNS, fmt, title=f"{len(rows)} jobs")
+
+
+@app.command("show")
+def show(job_id: int = typer.Argument(..., help="The job's id."),
+         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format")) -> None:
+    """One job: pages crawled and failed (by kind and error), images found, scored and failed, AI share so far."""
+    from cli.common import open_database
+
+    with open_database()() as session:
+        if fmt is OutputFormat.table:
+            print_job(session, job_id)
+        else:
+            report = job_report(session, job_id)
+            if fmt is OutputFormat.json:
+                json.dump(report, sys.stdout, default=str, indent=2)
+                sys.stdout.write("\n")
+            else:
+                emit([report["progress"]], list(report["progress"]), fmt)
+
+
+def job_report(session: Session, job_id: int) -> dict[str, Any]:
+    """Everything ``jobs show`` says about a job, as plain data. Raises ``typer.Exit(1)`` for an unknown job."""
+    from db.jobs import get_job, job_progress
+    from producer.crawl import frontier
+
+    job = get_job(session, job_id)
+    rows = job_progress(session, job_id)
+    if job is None or not rows:
+        console.print(f"[red]no job {job_id}[/red]")
+        raise typer.Exit(1)
+    progress = _with_state(rows[0])
+    progress["finished_at"] = job.finished_at
+    return {"progress": progress, "params": job.params, "pages": frontier.page_counts(session, job_id),
+            "page_errors": frontier.page_errors(session, job_id),
+            "image_errors": frontier.image_errors(session, job_id)}
+
+
+def print_job(session: Session, job_id: int) -> None:
+    """``jobs show`` as text and tables."""
+    report = job_report(session, job_id)
+    p = report["progress"]
+    share = f"{p['ai_share']:.1%}" if p["ai_share"] is not None else "-"
+    console.print(f"[bold]job {p['job_id']}[/bold] ({p['kind']}, {p['state']}): {p['source']}")
+    console.print(f"  pages: {p['pages_crawled']} crawled, {p['pages_failed']} failed, {p['pages_pending']} pending")
+    console.print(f"  images: {p['images']} found, {p['images_done']} scored, {p['images_failed']} failed, "
+                  f"{p['images_pending']} pending; {p['n_ai'] or 0} AI ({share} of those with a verdict)")
+    if report["pages"]:
+        emit(report["pages"], ("kind", "status", "pages"), OutputFormat.table, title="pages")
+    if report["page_errors"]:
+        emit(report["page_errors"], ("kind", "error_code", "pages"), OutputFormat.table, title="page errors")
+    if report["image_errors"]:
+        emit(report["image_errors"], ("error_code", "images"), OutputFormat.table, title="image errors")
+
+
+def _with_state(row: dict[str, Any]) -> dict[str, Any]:
+    """Adds ``state``: crawling while pages are pending, scoring while images are, else done."""
+    if row.get("pages_pending"):
+        state = "crawling"
+    elif row.get("images_pending"):
+        state = "scoring"
+    else:
+        state = "done"
+    return {**row, "state": state}

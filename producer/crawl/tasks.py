@@ -1,0 +1,56 @@
+"""Thin Celery tasks of the crawl queue: decode the page id, call ``process_page``, send what it asks for."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import signals
+from sqlalchemy.exc import OperationalError
+
+from aidetect.celery_app import CRAWL_TASK, app
+from db.models import utcnow
+from db.session import transaction
+from producer.crawl import frontier
+from producer.crawl.crawler import LEASE_S, process_page
+from producer.crawl.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+
+CRAWL_SWEEP_TASK = "producer.crawl_sweep"
+TIME_LIMIT_S = int(LEASE_S) - 60  # below the lease, so a page is never claimed again while its task runs
+
+
+@signals.worker_process_init.connect
+def _build_runtime_in_child(**_: object) -> None:
+    get_runtime()
+
+
+@app.task(name=CRAWL_TASK, bind=True, acks_late=True, max_retries=20, soft_time_limit=TIME_LIMIT_S - 30,
+          time_limit=TIME_LIMIT_S)
+def crawl_page(self, page_id: int) -> dict:  # type: ignore[no-untyped-def]
+    """Crawl one page; new pages get their own message, a busy host or a transient failure a delayed one."""
+    runtime = get_runtime()
+    try:
+        outcome = process_page(int(page_id), runtime.context)
+    except OperationalError as exc:  # the database is unreachable: the row is untouched or still claimed
+        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
+    runtime.pages.send(outcome.new_pages)
+    if outcome.retry_after_s is not None:
+        runtime.pages.send([outcome.page_id], countdown=outcome.retry_after_s)
+    return outcome.as_dict()
+
+
+@app.task(name=CRAWL_SWEEP_TASK)
+def crawl_sweep() -> dict:
+    """Send again pages queued past ``stuck_after_s`` (a lost message) or running past the lease (a dead worker)."""
+    runtime = get_runtime()
+    now = utcnow()
+    with transaction(runtime.context.sessions) as session:
+        ids = frontier.find_stuck_pages(session, now - timedelta(seconds=runtime.settings.stuck_after_s),
+                                        now - timedelta(seconds=LEASE_S))
+        frontier.touch_pages(session, ids)
+    runtime.pages.send(ids)
+    if ids:
+        log.warning("crawl sweep re-sent %d stuck pages", len(ids))
+    return {"resent": len(ids)}
