@@ -24,6 +24,8 @@ ERROR_CODES: dict[str, str] = {
     "http_3xx": "a redirect status without a usable Location (exact status in the code, e.g. http_300)",
     "http_4xx": "a client error other than 429 (exact status in the code: http_403, http_404, http_410 ...)",
     "http_other": "a status outside 2xx-5xx (exact status in the code)",
+    "decode_error": "the bytes look like an image but do not decode (truncated or corrupt data)",
+    "attempts_exhausted": "claimed more than max_attempts times without finishing (a poison image, say)",
     "file_not_found": "embedded mode: the local file does not exist",
     "file_error": "embedded mode: the local file could not be read",
     # transient: retried with backoff until max_attempts
