@@ -7,6 +7,8 @@ this module is cheap everywhere. Workers import their task modules on top of it
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from kombu import Queue
 
@@ -20,14 +22,46 @@ DETECT_TASK = "worker.detect_batch"
 SWEEP_TASK = "worker.sweep_stuck"
 CRAWL_TASK = "producer.crawl_page"
 
+log = logging.getLogger(__name__)
+
 # Redis re-delivers an unacknowledged message after this many seconds. It must exceed the
 # longest task (training epochs included), otherwise a running task is handed out twice.
+# The deadlines, shortest first (docs/reliability.md):
+#   detect task time limit (AIDETECT_TASK_TIME_LIMIT_S, 600 s: the pool kills the process)
+#   < sweep deadline (AIDETECT_STUCK_AFTER_S, 1800 s: the sweep re-sends rows queued/running longer)
+#   < visibility timeout (6 h: Redis hands an unacknowledged message out again).
+# A worker killed mid-batch is thus recovered by the sweep within STUCK_AFTER_S + one sweep period,
+# long before Redis restores its message (which then finds the rows done and does nothing).
 VISIBILITY_TIMEOUT_S = 6 * 3600
+MAX_RETRY_COUNTDOWN_S = 600  # worker.tasks.backoff_s caps every delayed retry here
+SWEEP_PERIOD_MAX_S = 300.0
+
+
+def sweep_period_s(settings: Settings) -> float:
+    """How often beat sends the sweep: a quarter of the deadline, at most every 5 minutes, at least every second."""
+    return max(1.0, min(SWEEP_PERIOD_MAX_S, settings.stuck_after_s / 4))
+
+
+def timing_problems(settings: Settings) -> list[str]:
+    """What is inconsistent between the time limit, the sweep deadline and the visibility timeout."""
+    problems = []
+    hard_limit = settings.task_time_limit_s
+    if settings.stuck_after_s <= hard_limit:
+        problems.append(f"AIDETECT_STUCK_AFTER_S={settings.stuck_after_s} must exceed AIDETECT_TASK_TIME_LIMIT_S="
+                        f"{hard_limit}: the sweep would re-send batches that are still running")
+    if settings.stuck_after_s >= VISIBILITY_TIMEOUT_S:
+        problems.append(f"AIDETECT_STUCK_AFTER_S={settings.stuck_after_s} must stay below the visibility timeout "
+                        f"({VISIBILITY_TIMEOUT_S} s)")
+    if MAX_RETRY_COUNTDOWN_S >= VISIBILITY_TIMEOUT_S:
+        problems.append("delayed retries must be shorter than the visibility timeout")
+    return problems
 
 
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app from ``settings`` (default: the process settings)."""
     settings = settings or get_settings()
+    for problem in timing_problems(settings):
+        log.warning("inconsistent deadlines: %s", problem)
     celery = Celery("aidetect", broker=settings.redis_url_plain, backend=settings.redis_url_plain)
     celery.conf.update(
         task_serializer="json",
@@ -35,7 +69,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         result_accept_content=["json"],
         task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        task_reject_on_worker_lost=True,  # a pool process that dies mid-task: the message goes back at once
         worker_prefetch_multiplier=1,
         task_track_started=True,
         worker_send_task_events=True,
@@ -53,7 +87,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         },
         worker_max_memory_per_child=4 * 1024 * 1024,  # KiB: recycle a worker process past 4 GiB
         beat_schedule={
-            "sweep-stuck-images": {"task": SWEEP_TASK, "schedule": 300.0, "options": {"queue": DETECT_QUEUE}},
+            "sweep-stuck-images": {"task": SWEEP_TASK, "schedule": sweep_period_s(settings),
+                                   "options": {"queue": DETECT_QUEUE, "expires": sweep_period_s(settings)}},
         },
     )
     return celery

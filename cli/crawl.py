@@ -49,8 +49,8 @@ def crawl(
                                       help="Continue crawl job JOB (its queued pages) instead of starting one."),
 ) -> None:
     """Crawl websites for images and score them: one job you can follow with `aidetect jobs show`."""
+    from aidetect.urls import InvalidURL, normalise_url
     from producer.crawl.config import CrawlConfig
-    from producer.urls import InvalidURL, normalise_url
 
     if not seeds and resume is None:
         raise typer.BadParameter("give at least one seed URL, or --resume JOB")

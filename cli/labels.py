@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
+from aidetect.urls import InvalidURL
 from cli.common import console, err_console, open_database
 from db.labels import KNOWN_FAMILIES, LabelError, active_verdict, add_label, corrected_images, find_image
 from db.models import TrueLabel
 from db.session import transaction
-from producer.urls import InvalidURL
 
 
 def label(

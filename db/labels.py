@@ -103,12 +103,12 @@ def add_label(
 def find_image(session: Session, url_or_id: int | str) -> Image | None:
     """The image with this id (an int, or a string of digits) or URL (normalised as the producer does).
 
-    Raises ``producer.urls.InvalidURL`` for a string that is neither an id nor a valid http(s) URL.
+    Raises ``aidetect.urls.InvalidURL`` for a string that is neither an id nor a valid http(s) URL.
     """
     if isinstance(url_or_id, int) or url_or_id.strip().isdigit():
         return session.get(Image, int(url_or_id))
-    # producer.urls is a pure leaf module (w3lib only): the one definition of a URL's canonical form.
-    from producer.urls import normalise_url
+    # aidetect.urls is a pure leaf module (w3lib only): the one definition of a URL's canonical form.
+    from aidetect.urls import normalise_url
 
     key = normalise_url(url_or_id).url_hash
     return session.scalars(select(Image).where(Image.url_hash == key)).one_or_none()

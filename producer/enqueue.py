@@ -17,12 +17,12 @@ from typing import IO, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from aidetect.urls import InvalidURL, NormalisedURL, normalise_url, url_hash
 from db import images as image_repo
 from db.jobs import create_job
 from db.models import Job
 from db.registry import active_model
 from db.session import transaction
-from producer.urls import InvalidURL, NormalisedURL, normalise_url, url_hash
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from producer.urls import NormalisedURL, normalise_url
+from aidetect.urls import NormalisedURL, normalise_url
 from worker.errors import FetchError
 from worker.fetch import FetchResult
 from worker.pipeline import Fetcher, score_batch

@@ -82,7 +82,7 @@ class Scope:
 @functools.lru_cache(maxsize=64)
 def _scope(seeds: tuple[str, ...], same_host: bool, allow_domains: tuple[str, ...],
            deny_patterns: tuple[str, ...]) -> Scope:
-    from producer.urls import normalise_url
+    from aidetect.urls import normalise_url
 
     hosts = frozenset(normalise_url(seed).domain for seed in seeds)
     domains = tuple(d.strip().lower().strip(".") for d in allow_domains if d.strip())

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.settings import Settings
+from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
 from db.jobs import create_job, get_job
 from db.models import utcnow
 from db.registry import active_model
@@ -33,7 +34,6 @@ from producer.crawl.politeness import HostBusy, HostGate
 from producer.crawl.robots import RobotsCache, RobotsRules, agent_token, origin_of, robots_url
 from producer.crawl.sitemaps import parse_sitemap
 from producer.enqueue import BatchSender, EnqueueOptions, send_in_batches
-from producer.urls import InvalidURL, NormalisedURL, normalise_url
 from worker.errors import ScoreError
 from worker.fetch import FetchResult
 

@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 from w3lib.encoding import html_to_unicode
 
-from producer.urls import MAX_URL_LENGTH, InvalidURL, NormalisedURL, normalise_url
+from aidetect.urls import MAX_URL_LENGTH, InvalidURL, NormalisedURL, normalise_url
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".avif", ".bmp", ".tif",
                             ".tiff"})

@@ -17,7 +17,7 @@ from producer.crawl.config import CrawlConfig, PageKind
 from producer.crawl.crawler import start_crawl
 from producer.crawl.discover import FoundImage
 from producer.crawl.frontier import NewPage
-from producer.urls import normalise_url
+from aidetect.urls import normalise_url
 
 
 def page(path: str, kind: PageKind = PageKind.HTML, depth: int = 1) -> NewPage:

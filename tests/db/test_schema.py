@@ -3,6 +3,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from aidetect.urls import normalise_url
 from db import images as image_repo
 from db.jobs import create_job, job_progress
 from db.migrate import alembic_config, current_revision, upgrade
@@ -10,7 +11,6 @@ from db.models import Image, Verdict, VerdictLabel, WorkStatus
 from db.registry import active_model, promote, register_model
 from db.session import make_engine, make_session_factory, transaction
 from db.verdicts import VerdictRow, upsert_verdicts
-from producer.urls import normalise_url
 
 TABLES = {"images", "verdicts", "models", "jobs", "job_images", "pages", "image_sources", "labels", "training_runs"}
 VIEWS = {"latest_verdicts", "domain_summary", "job_progress"}

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import labels
 from db.models import Label, TrueLabel, VerdictLabel
 from db.session import transaction
-from producer.urls import InvalidURL
+from aidetect.urls import InvalidURL
 from tests.labels.factory import add_image, add_model, add_verdict
 
 

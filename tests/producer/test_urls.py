@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producer.urls import InvalidURL, Rejection, normalise_url
+from aidetect.urls import InvalidURL, Rejection, normalise_url
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import hashlib
 from db.images import ImageFacts, mark_done
 from db.models import Image, WorkStatus
 from db.session import make_engine, make_session_factory, transaction
-from producer.urls import normalise_url
+from aidetect.urls import normalise_url
 from tests.provenance import images
 from worker.provenance import extract_provenance
 
