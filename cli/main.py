@@ -14,7 +14,21 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find AI-gene
 
 
 def _mount() -> None:
-    from cli import crawl, data, db_cmd, enqueue, jobs, labels, metrics_cmd, results, score, status
+    from cli import (
+        crawl,
+        data,
+        db_cmd,
+        enqueue,
+        evaluate,
+        jobs,
+        labels,
+        metrics_cmd,
+        models,
+        results,
+        score,
+        status,
+        train,
+    )
 
     app.command("score")(score.score)
     app.command("enqueue")(enqueue.enqueue)
@@ -24,6 +38,9 @@ def _mount() -> None:
     app.command("status")(status.status)
     app.add_typer(jobs.app, name="jobs", help="Jobs and their progress.")
     app.add_typer(db_cmd.app, name="db", help="Database migrations.")
+    app.add_typer(train.app, name="train", help="Train teachers and distil the student (training queue or --local).")
+    app.command("eval")(evaluate.evaluate)
+    app.add_typer(models.app, name="models", help="The model registry: list, show, register, promote.")
     data.app.command("export-labels")(labels.export_labels)
     app.add_typer(data.app, name="data", help="Training data: captions, generation, matching, corrections.")
     app.add_typer(metrics_cmd.app, name="metrics", help="Prometheus metrics exporter.")
