@@ -49,7 +49,7 @@ def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: OutputForm
     else:
         table = Table(title=title)
         for column in columns:
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", min_width=len(column))
         for row in rows:
             table.add_row(*(_cell(row.get(c)) for c in columns))
         Console(file=out).print(table) if out else console.print(table)

@@ -13,6 +13,19 @@ from cli.common import OutputFormat, emit, err_console
 SCORE_COLUMNS = ("url", "p_ai", "label", "top_family", "provenance", "status", "error_code")
 
 
+def _display(url: str) -> str:
+    """Local files as the path the user typed (relative to here when possible), web URLs as they are."""
+    if not url.startswith("file:"):
+        return url
+    from urllib.parse import unquote, urlsplit
+
+    path = Path(unquote(urlsplit(url).path))
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def score(
     inputs: list[str] = typer.Argument(..., help="Image files, folders, http(s) URLs, or - to read lines from stdin."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Detector checkpoint directory."),
@@ -41,13 +54,22 @@ def score(
     except CheckpointError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    options = EnqueueOptions(batch_size=batch_size, max_queued=0, rescore=rescore, kind="score",
-                             source=" ".join(inputs)[:500])
+    options = EnqueueOptions(
+        batch_size=batch_size, max_queued=0, rescore=rescore, kind="score", source=" ".join(inputs)[:500]
+    )
     with tqdm(total=len(urls), desc="scoring", unit="img", file=sys.stderr) as bar:
-        summary = enqueue_urls(urls, sessions=sessions, sender=InProcessSender(runtime), options=options,
-                               on_progress=bar.update, normalise=normalise_input)
+        summary = enqueue_urls(
+            urls,
+            sessions=sessions,
+            sender=InProcessSender(runtime),
+            options=options,
+            on_progress=bar.update,
+            normalise=normalise_input,
+        )
     with sessions() as session:
-        rows = query_results(session, ResultFilter(job_id=summary.job_id))
+        rows = [
+            {**row, "url": _display(row["url"])} for row in query_results(session, ResultFilter(job_id=summary.job_id))
+        ]
     emit(rows, SCORE_COLUMNS, fmt, title=f"job {summary.job_id}")
     if output is not None:
         out_fmt = OutputFormat.json if output.suffix.lower() == ".json" else OutputFormat.csv
