@@ -16,7 +16,6 @@ from detector.checkpoint import (
     WEIGHTS_FILE,
     checkpoint_sha256,
     create_untrained_checkpoint,
-    default_checkpoint_dir,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
@@ -168,9 +167,10 @@ def test_resolve_checkpoint_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert resolve_checkpoint(tmp_path / "explicit") == tmp_path / "explicit"
 
 
-def test_no_checkpoint_message() -> None:
-    if (default_checkpoint_dir() / WEIGHTS_FILE).is_file():
-        pytest.skip("a default model is packaged, so there is always a checkpoint")
+def test_no_checkpoint_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("AIDETECT_CHECKPOINT", raising=False)
+    get_settings.cache_clear()
+    monkeypatch.setattr("detector.checkpoint.default_checkpoint_dir", lambda: tmp_path)  # no packaged model
     with pytest.raises(NoCheckpointError) as info:
         resolve_checkpoint()
     message = str(info.value)

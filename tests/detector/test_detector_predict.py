@@ -13,7 +13,7 @@ from PIL import Image
 
 from aidetect.settings import get_settings
 from detector import FAMILIES, Detector, DetectorError, ModelInfo, NoCheckpointError, Verdict
-from detector.checkpoint import WEIGHTS_FILE, checkpoint_sha256, default_checkpoint_dir
+from detector.checkpoint import checkpoint_sha256
 
 
 def images() -> list[Image.Image]:
@@ -104,9 +104,10 @@ def test_checkpoint_from_settings(untrained_ckpt: Path, monkeypatch: pytest.Monk
     assert Detector.from_checkpoint(device="cpu").model_info.sha256 == checkpoint_sha256(untrained_ckpt)
 
 
-def test_no_checkpoint_configured() -> None:
-    if (default_checkpoint_dir() / WEIGHTS_FILE).is_file():
-        pytest.skip("a default model is packaged")
+def test_no_checkpoint_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("AIDETECT_CHECKPOINT", raising=False)
+    get_settings.cache_clear()
+    monkeypatch.setattr("detector.checkpoint.default_checkpoint_dir", lambda: tmp_path)  # no packaged model
     with pytest.raises(NoCheckpointError, match="AIDETECT_CHECKPOINT"):
         Detector.from_checkpoint(device="cpu")
 
