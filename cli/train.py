@@ -31,6 +31,25 @@ MANIFEST = typer.Option(..., "--manifest", "-m", help="Manifest CSV (paths relat
 LOCAL = typer.Option(False, "--local", help="Run in this process instead of on the training queue.")
 WAIT = typer.Option(True, "--wait/--no-wait", help="Queue mode: follow the task until it ends.")
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="Where run directories (epoch state, checkpoints) go.")
+HEAD_ONLY = typer.Option(False, "--head-only/--fine-tune", help="Frozen ImageNet backbone, cached features, "
+                         "only the Linear head trains (training.headonly); --epochs, --lr are then unused.")
+HEAD_VIEWS = typer.Option(4, "--head-views", min=0, help="Head-only: random training views per image.")
+HEAD_L2 = typer.Option(0.03, "--head-l2", min=0.0, help="Head-only: L2 penalty on the head weights.")
+FEATURE_CACHE = typer.Option(None, "--feature-cache", help="Head-only: feature cache shared between runs.")
+TARGET_FPR = typer.Option(0.01, "--target-fpr", min=0.0, max=1.0,
+                          help="Uncertain band: at most this share of real val images called AI.")
+TARGET_FNR = typer.Option(0.01, "--target-fnr", min=0.0, max=1.0,
+                          help="Uncertain band: at most this share of AI val images called real.")
+
+
+def head_options(head_only: bool, head_views: int, head_l2: float, feature_cache: Path | None,
+                 target_fpr: float, target_fnr: float) -> dict[str, Any]:
+    """The head-only and threshold fields of TrainConfig (defaults left out)."""
+    options: dict[str, Any] = {"target_fpr": target_fpr, "target_fnr": target_fnr}
+    if head_only:
+        options.update(head_only=True, head_views=head_views, head_l2=head_l2,
+                       feature_cache=absolute(feature_cache) if feature_cache else None)
+    return options
 
 
 def absolute(value: str | Path) -> str:
@@ -162,6 +181,12 @@ def teacher(
     init_checkpoint: Path | None = typer.Option(None, "--init-checkpoint", help="Backbone safetensors to start from."),
     num_workers: int = typer.Option(1, "--num-workers", min=0),
     seed: int = typer.Option(0, "--seed"),
+    head_only: bool = HEAD_ONLY,
+    head_views: int = HEAD_VIEWS,
+    head_l2: float = HEAD_L2,
+    feature_cache: Path | None = FEATURE_CACHE,
+    target_fpr: float = TARGET_FPR,
+    target_fnr: float = TARGET_FNR,
     runs_dir: Path = RUNS_DIR,
     local: bool = LOCAL,
     wait: bool = WAIT,
@@ -171,7 +196,8 @@ def teacher(
 
     train = train_options(arch, epochs, input_size, batch_size, lr, freeze_blocks, num_workers, seed,
                           real_per_ai=real_per_ai, pretrained=pretrained,
-                          init_checkpoint=absolute(init_checkpoint) if init_checkpoint else None)
+                          init_checkpoint=absolute(init_checkpoint) if init_checkpoint else None,
+                          **head_options(head_only, head_views, head_l2, feature_cache, target_fpr, target_fnr))
     params = teacher_params(family, absolute(manifest), absolute(runs_dir), train)
     if local:
         print_result(run_local("teacher", params))
@@ -197,6 +223,12 @@ def distill(
     family_weight: float = typer.Option(1.0, "--family-weight", min=0.0),
     num_workers: int = typer.Option(1, "--num-workers", min=0),
     seed: int = typer.Option(0, "--seed"),
+    head_only: bool = HEAD_ONLY,
+    head_views: int = HEAD_VIEWS,
+    head_l2: float = HEAD_L2,
+    feature_cache: Path | None = FEATURE_CACHE,
+    target_fpr: float = TARGET_FPR,
+    target_fnr: float = TARGET_FNR,
     runs_dir: Path = RUNS_DIR,
     local: bool = LOCAL,
     wait: bool = WAIT,
@@ -204,7 +236,8 @@ def distill(
     """Distil the teachers into the student (p(AI) from labels, family heads from teachers)."""
     from training.service import distill_params
 
-    train = train_options(arch, epochs, input_size, batch_size, lr, freeze_blocks, num_workers, seed)
+    train = train_options(arch, epochs, input_size, batch_size, lr, freeze_blocks, num_workers, seed,
+                          **head_options(head_only, head_views, head_l2, feature_cache, target_fpr, target_fnr))
     recipe = {"temperature": temperature, "alpha": alpha if teachers else 0.0, "label_weight": label_weight,
               "family_weight": family_weight}
     specs = [_teacher_spec(t) for t in teachers]

@@ -121,6 +121,7 @@ def claim_images(session: Session, image_ids: Iterable[int], model_id: int) -> l
     ids = sorted(set(image_ids))
     if not ids:
         return []
+    lock_rows(session, ids)
     scored = select(Verdict.image_id).where(Verdict.model_id == model_id, Verdict.image_id == Image.id)
     claimable = and_(
         Image.id.in_(ids),
@@ -136,6 +137,18 @@ def claim_images(session: Session, image_ids: Iterable[int], model_id: int) -> l
         .returning(Image.id, Image.url, Image.attempts)
     ).all()
     return sorted((ClaimedImage(r.id, r.url, r.attempts) for r in rows), key=lambda c: c.id)
+
+
+def lock_rows(session: Session, image_ids: Iterable[int]) -> None:
+    """Lock these rows for the rest of the transaction, in ascending id order (PostgreSQL; SQLite locks the file).
+
+    Overlapping batches are written by several deliveries at once; an UPDATE locks rows in the order it scans
+    them, which after updates is not id order, so two of them can deadlock. Taking the locks in one global
+    order first makes that impossible between transactions that all begin this way.
+    """
+    ids = sorted(set(image_ids))
+    if ids:
+        session.execute(select(Image.id).where(Image.id.in_(ids)).order_by(Image.id).with_for_update())
 
 
 @dataclass(frozen=True)
@@ -164,27 +177,48 @@ def mark_done(session: Session, image_id: int, facts: ImageFacts | None) -> None
 
 
 def mark_failed(session: Session, image_id: int, code: str, detail: str) -> None:
+    """``failed`` with an error code, unless another delivery of the same batch finished the row first.
+
+    Two workers may hold the same row (a message delivered twice, a sweep racing a slow worker); a
+    ``done`` row keeps its verdict and status whatever the slower one ran into.
+    """
     session.execute(
         update(Image)
-        .where(Image.id == image_id)
+        .where(Image.id == image_id, Image.status != WorkStatus.DONE)
         .values(status=WorkStatus.FAILED, error_code=code, error_detail=detail[:2000], finished_at=utcnow())
     )
 
 
 def mark_for_retry(session: Session, image_id: int, code: str, detail: str) -> None:
-    """Back to ``queued`` after a transient failure; the error stays visible until it succeeds."""
+    """Back to ``queued`` after a transient failure; the error stays visible until it succeeds.
+
+    A row that another delivery already finished (``done`` or ``failed``) is left as it is.
+    """
     session.execute(
         update(Image)
-        .where(Image.id == image_id)
+        .where(Image.id == image_id, Image.status.in_([WorkStatus.QUEUED, WorkStatus.RUNNING]))
         .values(status=WorkStatus.QUEUED, error_code=code, error_detail=detail[:2000], queued_at=utcnow())
     )
 
 
-def find_stuck(session: Session, older_than: timedelta, limit: int = 10_000, now: datetime | None = None) -> list[int]:
-    """Ids of rows left ``queued`` or ``running`` longer than ``older_than`` (lost messages, dead workers)."""
+@dataclass(frozen=True)
+class StuckRows:
+    """Rows past the sweep deadline, by what probably happened to them."""
+
+    queued: list[int] = field(default_factory=list)  # the message may be lost (or still waiting in a long queue)
+    running: list[int] = field(default_factory=list)  # the worker that claimed them is gone
+
+    @property
+    def all(self) -> list[int]:
+        return sorted(self.queued + self.running)
+
+
+def find_stuck_rows(session: Session, older_than: timedelta, limit: int = 10_000,
+                    now: datetime | None = None) -> StuckRows:
+    """Rows left ``queued`` or ``running`` longer than ``older_than``, oldest ids first, split by status."""
     deadline = (now or utcnow()) - older_than
     stmt = (
-        select(Image.id)
+        select(Image.id, Image.status)
         .where(
             or_(
                 and_(Image.status == WorkStatus.QUEUED, Image.queued_at < deadline),
@@ -194,14 +228,40 @@ def find_stuck(session: Session, older_than: timedelta, limit: int = 10_000, now
         .order_by(Image.id)
         .limit(limit)
     )
+    stuck = StuckRows()
+    for image_id, status in session.execute(stmt):
+        (stuck.running if status == WorkStatus.RUNNING else stuck.queued).append(image_id)
+    return stuck
+
+
+def find_stuck(session: Session, older_than: timedelta, limit: int = 10_000, now: datetime | None = None) -> list[int]:
+    """Ids of rows left ``queued`` or ``running`` longer than ``older_than`` (lost messages, dead workers)."""
+    return find_stuck_rows(session, older_than, limit, now).all
+
+
+def interrupted(session: Session, image_ids: Iterable[int]) -> list[int]:
+    """Ids among ``image_ids`` whose last claim never finished: still ``running``, or sent again by the sweep
+    (``queued`` with attempts and no error). A batch holding such rows may hold the image that killed it."""
+    ids = sorted(set(image_ids))
+    if not ids:
+        return []
+    stmt = select(Image.id).where(
+        Image.id.in_(ids),
+        or_(
+            Image.status == WorkStatus.RUNNING,
+            and_(Image.status == WorkStatus.QUEUED, Image.attempts > 0, Image.error_code.is_(None)),
+        ),
+    ).order_by(Image.id)
     return list(session.scalars(stmt))
 
 
 def touch_queued(session: Session, image_ids: Sequence[int]) -> None:
-    """Restart the stuck clock of rows that were just sent again."""
+    """Restart the stuck clock of rows that were just sent again (rows finished meanwhile stay finished)."""
+    if not image_ids:
+        return
     session.execute(
         update(Image)
-        .where(Image.id.in_(image_ids), Image.status != WorkStatus.DONE)
+        .where(Image.id.in_(list(image_ids)), Image.status.in_([WorkStatus.QUEUED, WorkStatus.RUNNING]))
         .values(status=WorkStatus.QUEUED, queued_at=utcnow())
     )
 

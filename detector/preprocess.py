@@ -187,11 +187,20 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
     return (x - m) / s
 
 
+def to_array(img: Image.Image, config: ModelConfig) -> np.ndarray:
+    """An RGB image as a normalised CHW float32 array: ``(x / 255 - mean) / std``, the arithmetic of
+    :func:`normalize` in the same order (so bit-identical), in numpy, which needs no torch thread pool and
+    releases the GIL (workers run it in their decode threads, next to the model)."""
+    x = np.asarray(to_rgb(img), dtype=np.uint8).transpose(2, 0, 1).astype(np.float32, order="C")
+    x /= np.float32(255.0)
+    x -= np.asarray(config.mean, dtype=np.float32).reshape(-1, 1, 1)
+    x /= np.asarray(config.std, dtype=np.float32).reshape(-1, 1, 1)
+    return x
+
+
 def to_tensor(img: Image.Image, config: ModelConfig) -> torch.Tensor:
     """An RGB image as a normalised CHW float32 tensor."""
-    arr = np.array(to_rgb(img), dtype=np.uint8)
-    x = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
-    return normalize(x, config.mean, config.std)
+    return torch.from_numpy(to_array(img, config))
 
 
 def batch_tensor(images: Sequence[Image.Image], config: ModelConfig) -> torch.Tensor:

@@ -28,12 +28,12 @@ from training.recipe import (
     TrainConfig,
     build_network,
     finish,
-    fit,
     model_config,
     prepare_data,
-    round_to_fp16,
     score,
+    score_eval,
     sigmoid,
+    train_head_or_fit,
 )
 from training.teacher import RunResult
 
@@ -69,8 +69,13 @@ def parse_teacher(spec: str) -> TeacherRef:
     return TeacherRef(normalise_family(named), spec)
 
 
-def _teacher_logits(ref: TeacherRef, samples: list, tc: TrainConfig, report: Report) -> np.ndarray:
-    """Teacher logits (one per sample) on the teacher's own evaluation view."""
+def _teacher_logits(ref: TeacherRef, samples: list, tc: TrainConfig, report: Report,
+                    run_dir: Path | None = None) -> np.ndarray:
+    """Teacher logits (one per sample) on the teacher's own evaluation view.
+
+    Head-only runs take the teacher's backbone features from the feature cache (a head-only teacher has the
+    frozen ImageNet backbone, so its evaluation-view features are usually cached already) and apply its head.
+    """
     if ref.source.startswith(HUB_PREFIX):
         from detector.hub import load_hub_model
 
@@ -82,6 +87,14 @@ def _teacher_logits(ref: TeacherRef, samples: list, tc: TrainConfig, report: Rep
         return np.log(p / (1 - p))
     net, config = load_checkpoint(ref.source)
     net.to(memory_format=torch.channels_last)
+    if tc.head_only:
+        from training import headonly
+
+        cache = Path(tc.feature_cache) if tc.feature_cache else Path(run_dir or ".") / headonly.FEATURES_DIR
+        images = prepare_data(samples, config, report, "teacher_load")
+        feats = headonly.cached_features(net.float(), samples, images, config, "eval", None, tc.seed, cache,
+                                         max(tc.batch_size, 64), tc.num_workers, report)
+        return headonly.head_logits(net, feats)[:, 0]
     dataset = DetectionDataset(samples, prepare_data(samples, config, report, "teacher_load"), config)
     return score(net, dataset, tc, report, f"teacher_{ref.family}")[:, 0]
 
@@ -103,7 +116,7 @@ def soft_targets(refs: list[TeacherRef], samples: list, tc: TrainConfig, run_dir
     for ref in refs:
         if ref.family not in FAMILIES:
             raise ValueError(f"teacher family {ref.family!r} has no student head; heads: {FAMILIES}")
-        logits[:, FAMILIES.index(ref.family)] = _teacher_logits(ref, samples, tc, report)
+        logits[:, FAMILIES.index(ref.family)] = _teacher_logits(ref, samples, tc, report, run_dir)
     tmp = run_dir / f".{SOFT_TARGETS}"
     with open(tmp, "wb") as fh:
         np.savez(fh, key=key, logits=logits)
@@ -142,13 +155,13 @@ def distill(teachers: list[str], manifest_path: str | Path, tc: TrainConfig, rec
 
     started = time.monotonic()
     net = build_network(config, tc)
-    state = fit(net, train_ds, loss_fn, tc, run_dir, report)
+    state = train_head_or_fit(net, train_ds, loss_fn, tc, run_dir, report)
     timings["train_s"] = time.monotonic() - started
 
     started = time.monotonic()
-    round_to_fp16(net)
-    val_scores = sigmoid(score(net, val_ds, tc, report, "val")[:, 0])
-    path, chosen = finish(net, config, val_scores, val_ds.labels, run_dir, {"history": state.history})
+    val_scores = sigmoid(score_eval(net, val_ds, tc, run_dir, report, "val")[:, 0])
+    path, chosen = finish(net, config, val_scores, val_ds.labels, run_dir, {"history": state.history},
+                          tc.target_fpr, tc.target_fnr)
     timings["val_s"] = time.monotonic() - started
     val_metrics = metrics.binary_summary(val_scores, val_ds.labels, chosen.decision)
     report("done", checkpoint=str(path), **{k: v for k, v in val_metrics.items() if isinstance(v, float)})

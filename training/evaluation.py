@@ -101,7 +101,18 @@ def summarise(samples: list[Sample], logits: np.ndarray, config: ModelConfig) ->
 
 
 def score_condition(net: torch.nn.Module, config: ModelConfig, samples: list[Sample], images: list,
-                    perturbation: str, batch_size: int, num_workers: int, report: Report) -> np.ndarray:
+                    perturbation: str, batch_size: int, num_workers: int, report: Report,
+                    feature_cache: Path | None = None) -> np.ndarray:
+    """Logits under one condition. With ``feature_cache`` and a head-only checkpoint (frozen ImageNet
+    backbone), backbone features come from that cache (computed once, shared by every head on the same
+    backbone) and only the head runs; otherwise the whole network runs."""
+    if feature_cache is not None and config.provenance.get("train", {}).get("head_only"):
+        from training import headonly
+
+        view = "eval" if perturbation == "clean" else f"eval-{perturbation}"
+        feats = headonly.cached_features(net, samples, images, config, view, None, 0, Path(feature_cache),
+                                         batch_size, num_workers, report, perturb=PERTURBATIONS[perturbation])
+        return headonly.head_logits(net, feats)
     dataset = DetectionDataset(samples, images, config, perturb=PERTURBATIONS[perturbation])
     loader = make_loader(dataset, None, batch_size, num_workers)
     return predict(net, loader, on_batch=lambda i, n: report(f"eval_{perturbation}", step=i, steps=n))
@@ -117,6 +128,7 @@ def evaluate_checkpoint(
     num_workers: int = 1,
     threads: int = 2,
     conditions: tuple[str, ...] = tuple(PERTURBATIONS),
+    feature_cache: Path | None = None,
 ) -> EvalResult:
     """Score ``split`` under each condition and write metrics, plots and a report. Raises ManifestError."""
     started = time.monotonic()
@@ -126,7 +138,7 @@ def evaluate_checkpoint(
     manifest = load_manifest(manifest_path, required_splits=(split,))
     samples = manifest.split(split)
     images = load_images(samples, config.crop)
-    logits = {c: score_condition(net, config, samples, images, c, batch_size, num_workers, report)
+    logits = {c: score_condition(net, config, samples, images, c, batch_size, num_workers, report, feature_cache)
               for c in conditions}
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -137,6 +149,8 @@ def evaluate_checkpoint(
                        "threshold_real": config.threshold_real},
         "data": {**manifest.provenance(), "split": split, "n": len(samples)},
         "conditions": {c: summarise(samples, logits[c], config) for c in conditions},
+        "scored_from": "cached backbone features + head" if feature_cache is not None
+        and config.provenance.get("train", {}).get("head_only") else "the full network",
     }
     result["seconds"] = time.monotonic() - started
     out_dir = out_dir or Path(checkpoint) / f"eval-{split}"

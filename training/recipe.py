@@ -57,6 +57,15 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Head-only recipe (training.headonly): frozen ImageNet backbone, cached features, only the head trains.
+    head_only: bool = False
+    head_views: int = 4  # random training views per image (features computed once each)
+    head_eval_view: bool = True  # also the deterministic evaluation view of every training image
+    head_l2: float = 0.03  # L2 penalty on the head weights (on standardised features)
+    feature_cache: str | None = None  # a directory shared between runs; default: <run_dir>/features
+    # Uncertain band chosen on val: at most target_fpr of real images above threshold_ai, target_fnr of AI below.
+    target_fpr: float = 0.01
+    target_fnr: float = 0.01
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "augment": self.augment.to_dict()}
@@ -131,6 +140,58 @@ def fit(
     return state
 
 
+def fit_head_only(net: DetectorNet, dataset: DetectionDataset, loss_fn: engine.LossFn, tc: TrainConfig,
+                  run_dir: Path, report: Report) -> engine.TrainState:
+    """The head-only recipe: features of the cached views through the frozen backbone, then the head."""
+    from training import headonly
+
+    engine.set_threads(tc.threads)
+    headonly.freeze_backbone(net)
+    net.to(memory_format=torch.channels_last)
+    cache = Path(tc.feature_cache) if tc.feature_cache else run_dir / headonly.FEATURES_DIR
+    started = time.monotonic()
+    features, index = headonly.training_features(
+        net, dataset.samples, dataset.images, dataset.config, tc.head_views, tc.head_eval_view, tc.augment,
+        tc.seed, cache, max(tc.batch_size, 64), tc.num_workers, report)
+    features_s = time.monotonic() - started
+    family_index = np.array([_family_index(s, dataset.config) for s in dataset.samples], dtype=np.int64)
+    fitted = headonly.fit_head(net.head, features, index, dataset.labels, family_index, loss_fn, tc.head_l2,
+                               threads=tc.threads)
+    report("epoch_end", epoch=1, epochs=1, loss=fitted["loss"])
+    return engine.TrainState(next_epoch=2, history=[{"epoch": 1, "features_s": features_s, "pid": os.getpid(),
+                                                     **fitted}])
+
+
+def score_eval(net: DetectorNet, dataset: DetectionDataset, tc: TrainConfig, run_dir: Path, report: Report,
+               phase: str) -> np.ndarray:
+    """Logits on the evaluation view. Head-only: the head on the cached features of the frozen backbone
+    (rounds the head to fp16 first, as shipped); otherwise the fp16-rounded network itself."""
+    if not tc.head_only:
+        round_to_fp16(net)
+        return score(net, dataset, tc, report, phase)
+    from training import headonly
+
+    round_to_fp16(net.head)
+    cache = Path(tc.feature_cache) if tc.feature_cache else run_dir / headonly.FEATURES_DIR
+    feats = headonly.cached_features(net, dataset.samples, dataset.images, dataset.config, "eval", None, tc.seed,
+                                     cache, max(tc.batch_size, 64), tc.num_workers, report)
+    return headonly.head_logits(net, feats)
+
+
+def _family_index(sample: Sample, config: ModelConfig) -> int:
+    from training.data import family_index
+
+    return family_index(sample, config.families)
+
+
+def train_head_or_fit(net: DetectorNet, dataset: DetectionDataset, loss_fn: engine.LossFn, tc: TrainConfig,
+                      run_dir: Path, report: Report) -> engine.TrainState:
+    """``fit_head_only`` for ``tc.head_only``, else the fine-tuning loop ``fit``."""
+    if tc.head_only:
+        return fit_head_only(net, dataset, loss_fn, tc, run_dir, report)
+    return fit(net, dataset, loss_fn, tc, run_dir, report)
+
+
 def prepare_data(samples: list[Sample], config: ModelConfig, report: Report, phase: str) -> list:
     """Decode every image once (memoised per process), reporting progress."""
     return load_images(samples, config.crop, on_image=lambda i: report(phase, step=i, steps=len(samples))
@@ -145,9 +206,10 @@ def score(net: DetectorNet, dataset: DetectionDataset, tc: TrainConfig, report: 
 
 
 def finish(net: DetectorNet, config: ModelConfig, val_scores: np.ndarray, val_labels: np.ndarray,
-           run_dir: Path, extra_provenance: dict[str, Any]) -> tuple[Path, Thresholds]:
+           run_dir: Path, extra_provenance: dict[str, Any], target_fpr: float = 0.01,
+           target_fnr: float = 0.01) -> tuple[Path, Thresholds]:
     """Choose thresholds on the validation scores and write the fp16 checkpoint to ``run_dir/model``."""
-    chosen = select_thresholds(val_scores, val_labels)
+    chosen = select_thresholds(val_scores, val_labels, target_fpr, target_fnr)
     provenance = {**config.provenance, **extra_provenance, "thresholds": chosen.to_dict()}
     final = dataclasses.replace(config, threshold_ai=chosen.threshold_ai, threshold_real=chosen.threshold_real,
                                 provenance=provenance)

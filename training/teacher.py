@@ -22,12 +22,11 @@ from training.recipe import (
     TrainConfig,
     build_network,
     finish,
-    fit,
     model_config,
     prepare_data,
-    round_to_fp16,
-    score,
+    score_eval,
     sigmoid,
+    train_head_or_fit,
 )
 
 
@@ -73,13 +72,13 @@ def train_teacher(family: str, manifest_path: str | Path, tc: TrainConfig, run_d
 
     started = time.monotonic()
     net = build_network(config, tc)
-    state = fit(net, train_ds, teacher_loss, tc, run_dir, report)
+    state = train_head_or_fit(net, train_ds, teacher_loss, tc, run_dir, report)
     timings["train_s"] = time.monotonic() - started
 
     started = time.monotonic()
-    round_to_fp16(net)
-    val_scores = sigmoid(score(net, val_ds, tc, report, "val")[:, 0])
-    path, chosen = finish(net, config, val_scores, val_ds.labels, run_dir, {"history": state.history})
+    val_scores = sigmoid(score_eval(net, val_ds, tc, run_dir, report, "val")[:, 0])
+    path, chosen = finish(net, config, val_scores, val_ds.labels, run_dir, {"history": state.history},
+                          tc.target_fpr, tc.target_fnr)
     timings["val_s"] = time.monotonic() - started
     val_metrics = metrics.binary_summary(val_scores, val_ds.labels, chosen.decision)
     report("done", checkpoint=str(path), **{k: v for k, v in val_metrics.items() if isinstance(v, float)})

@@ -1,18 +1,25 @@
 """`score_batch`: the life of a batch of image ids, from claim to verdict rows.
 
 The same plain function serves the Celery task and the embedded ``aidetect score``.
-Collaborators (sessions, detector, fetcher) are built once per process and passed in.
+Collaborators (sessions, detector, fetcher, thread pools) are built once per process and passed in.
+
+Inside a batch the stages overlap: every download starts at once (``fetch_threads`` I/O threads), each body
+is decoded as soon as it arrives (the decode pool, sized to the cores), and the model runs on the first
+``forward_batch`` decoded images while the rest are still downloading and decoding. Celery hands a worker one
+message at a time, so this is where the network, the decoder and the model keep each other busy.
+All verdicts and statuses of the batch are still written in one transaction at the end.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -26,8 +33,9 @@ from db.models import VerdictLabel
 from db.session import transaction
 from db.verdicts import VerdictRow, upsert_verdicts, verdicts_by_content
 from detector import Detector, Verdict
+from detector.backends import CPU_FORWARD_BATCH
 from detector.errors import DecodeError
-from detector.preprocess import decode_image
+from detector.preprocess import decode_image, draft_target
 from worker.errors import FetchError, ScoreError
 from worker.fetch import FetchResult
 from worker.provenance import extract_provenance
@@ -37,6 +45,13 @@ log = logging.getLogger(__name__)
 
 class Fetcher(Protocol):
     def fetch_many(self, urls: Sequence[str], max_workers: int) -> list[FetchResult | FetchError]: ...
+
+
+@runtime_checkable
+class SingleFetcher(Protocol):
+    """A fetcher that can also download one URL (raising FetchError); lets bodies stream into decoding."""
+
+    def fetch(self, url: str) -> FetchResult: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,8 @@ class ScoringContext:
     settings: Settings
     worker_name: str
     decode_pool: ThreadPoolExecutor
+    fetch_pool: ThreadPoolExecutor | None = None  # I/O threads; None: a pool of fetch_threads per batch
+    forward_batch: int = CPU_FORWARD_BATCH  # images per forward pass (detector.backends.forward_batch_size)
 
 
 @dataclass
@@ -64,12 +81,26 @@ class BatchOutcome:
 
 
 @dataclass
-class _Decoded:
-    """One image ready for the model."""
+class Decoded:
+    """One image ready for the model.
+
+    The tensor is made in a decode thread by ``Detector.preprocess``, whose arithmetic is numpy
+    (``detector.preprocess.to_array``): no torch intra-op thread team starts next to the model's.
+    """
 
     image_id: int
     tensor: torch.Tensor
     facts: image_repo.ImageFacts
+
+
+Prepared = Decoded | ScoreError | DecodeError
+
+
+@dataclass(frozen=True)
+class _Crash:
+    """An unexpected exception in a pool thread, carried to the batch's thread to be raised there."""
+
+    error: BaseException
 
 
 def score_batch(image_ids: Sequence[int], ctx: ScoringContext) -> BatchOutcome:
@@ -82,15 +113,98 @@ def score_batch(image_ids: Sequence[int], ctx: ScoringContext) -> BatchOutcome:
     if not claimed:
         return outcome
     started = time.perf_counter()
-    fetched = ctx.fetcher.fetch_many([c.url for c in claimed], max_workers=ctx.settings.fetch_threads)
-    decoded = list(ctx.decode_pool.map(_decode, [c.id for c in claimed], fetched, [ctx] * len(claimed)))
-    ready = [d for d in decoded if isinstance(d, _Decoded)]
-    verdicts = _predict(ready, ctx)
+    ready: list[Decoded] = []
+    errors: dict[int, ScoreError | DecodeError] = {}
+    verdicts: dict[int, Verdict | VerdictRow] = {}
+    pending: list[Decoded] = []
+    forward = max(1, ctx.forward_batch)
+    with PreparedStream(claimed, ctx) as stream:
+        while stream.remaining:
+            for image_id, result in stream.take():
+                if isinstance(result, Decoded):
+                    ready.append(result)
+                    pending.append(result)
+                else:
+                    errors[image_id] = result
+            while len(pending) >= forward or (pending and not stream.remaining):
+                verdicts.update(_predict(pending[:forward], ctx))
+                pending = pending[forward:]
     latency_ms = (time.perf_counter() - started) * 1000 / max(1, len(claimed))
-    errors = {c.id: d for c, d in zip(claimed, decoded, strict=True) if isinstance(d, ScoreError | DecodeError)}
     attempts = {c.id: c.attempts for c in claimed}
+    ready.sort(key=lambda d: d.image_id)
     _store(ctx, ready, verdicts, errors, attempts, latency_ms, outcome)
     return outcome
+
+
+class PreparedStream:
+    """Downloads and decodes a batch concurrently; :meth:`take` hands results over as they finish.
+
+    Every URL is submitted to the fetch pool at once; each body goes to the decode pool the moment it arrives
+    (so at most ``decode_pool`` threads decode, however many downloads finish together). An unexpected exception
+    in either stage is re-raised by :meth:`take`, as a bug, not a row error. Waiting is bounded: every download
+    has its own deadline (``total_timeout_s``), and ``take`` gives up after all of them could have run in turn.
+    """
+
+    def __init__(self, items: Sequence[image_repo.ClaimedImage], ctx: ScoringContext) -> None:
+        self._ctx = ctx
+        self._results: queue.SimpleQueue[tuple[int, Prepared | _Crash]] = queue.SimpleQueue()
+        self._own_pool = ctx.fetch_pool is None
+        self._pool = ctx.fetch_pool or ThreadPoolExecutor(max(1, ctx.settings.fetch_threads), "fetch")
+        self.remaining = len(items)
+        waves = 1 + len(items) // max(1, ctx.settings.fetch_threads)
+        self._deadline = time.monotonic() + 60 + waves * (ctx.settings.total_timeout_s + 5)
+        for item in items:
+            self._pool.submit(self._fetch, item)
+
+    def __enter__(self) -> PreparedStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._own_pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def take(self) -> list[tuple[int, Prepared]]:
+        """At least one result (blocking), plus every other one already finished."""
+        if not self.remaining:
+            return []
+        timeout = self._deadline - time.monotonic()
+        try:
+            items = [self._results.get(timeout=max(0.0, timeout))]
+        except queue.Empty:
+            raise TimeoutError(f"{self.remaining} downloads/decodes did not finish in time") from None
+        while len(items) < self.remaining:
+            try:
+                items.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        self.remaining -= len(items)
+        for _, result in items:
+            if isinstance(result, _Crash):
+                raise result.error
+        return items  # type: ignore[return-value]
+
+    def _fetch(self, item: image_repo.ClaimedImage) -> None:
+        try:
+            fetched = fetch_one(self._ctx.fetcher, item.url)
+            self._ctx.decode_pool.submit(self._decode, item.id, fetched)
+        except BaseException as exc:  # handed to the caller's thread, never lost in the pool
+            self._results.put((item.id, _Crash(exc)))
+
+    def _decode(self, image_id: int, fetched: FetchResult | FetchError) -> None:
+        try:
+            self._results.put((image_id, _decode(image_id, fetched, self._ctx)))
+        except BaseException as exc:
+            self._results.put((image_id, _Crash(exc)))
+
+
+def fetch_one(fetcher: Fetcher, url: str) -> FetchResult | FetchError:
+    """One download through ``fetcher``: its ``fetch`` when it has one, else a one-URL ``fetch_many``."""
+    if isinstance(fetcher, SingleFetcher):
+        try:
+            return fetcher.fetch(url)
+        except FetchError as exc:
+            return exc
+    return fetcher.fetch_many([url], max_workers=1)[0]
 
 
 def _give_up_on_exhausted(
@@ -107,14 +221,12 @@ def _give_up_on_exhausted(
     return [c for c in claimed if c.attempts <= ctx.settings.max_attempts]
 
 
-def _decode(
-    image_id: int, fetched: FetchResult | FetchError, ctx: ScoringContext
-) -> _Decoded | ScoreError | DecodeError:
+def _decode(image_id: int, fetched: FetchResult | FetchError, ctx: ScoringContext) -> Prepared:
     if isinstance(fetched, FetchError):
         return fetched
     try:
-        policy = ctx.detector.config.crop
-        image = decode_image(fetched.content, ctx.settings.max_image_pixels, target_short_side=policy.max_short_side)
+        image = decode_image(fetched.content, ctx.settings.max_image_pixels,
+                             target_short_side=draft_target(ctx.detector.config.crop))
         tensor = ctx.detector.preprocess(image)
     except DecodeError as exc:
         return exc
@@ -128,10 +240,10 @@ def _decode(
         provenance=provenance.summary,
         provenance_evidence=provenance.evidence,
     )
-    return _Decoded(image_id, tensor, facts)
+    return Decoded(image_id, tensor, facts)
 
 
-def _predict(ready: list[_Decoded], ctx: ScoringContext) -> dict[int, Verdict | VerdictRow]:
+def _predict(ready: list[Decoded], ctx: ScoringContext) -> dict[int, Verdict | VerdictRow]:
     """Verdicts for decoded images; identical bytes already scored by this model are not scored again."""
     with ctx.sessions() as session:
         known = verdicts_by_content(session, [d.facts.content_sha256 for d in ready], ctx.model_id)
@@ -188,7 +300,7 @@ def _is_connection_error(exc: BaseException) -> bool:
        stop=stop_after_delay(300), reraise=True)
 def _store(
     ctx: ScoringContext,
-    ready: list[_Decoded],
+    ready: list[Decoded],
     verdicts: dict[int, Verdict | VerdictRow],
     errors: dict[int, ScoreError | DecodeError],
     attempts: dict[int, int],

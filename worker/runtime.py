@@ -23,6 +23,7 @@ from db.models import Model
 from db.registry import active_model, ensure_active, register_model
 from db.session import make_engine, make_session_factory, transaction
 from detector import Detector
+from detector.backends import forward_batch_size, load_detector
 from detector.checkpoint import resolve_checkpoint
 from worker.pipeline import Fetcher, ScoringContext
 
@@ -80,7 +81,7 @@ class ModelHolder:
             return self._loaded
 
     def _load(self, path: Path, activate: bool) -> LoadedModel:
-        detector = Detector.from_checkpoint(path, device=self.settings.device)
+        detector = load_detector(path, device=self.settings.device, backend=self.settings.backend)
         with transaction(self.sessions) as session:
             model = register_detector(session, detector)
             if activate:
@@ -89,10 +90,15 @@ class ModelHolder:
 
 
 class WorkerRuntime:
-    """The collaborators of one worker process."""
+    """The collaborators of one worker process.
+
+    Threads: ``fetch_threads`` for downloads (I/O, mostly waiting), ``decode_threads`` for decoding (CPU; default
+    the cores this process may use, settings.intra_op_threads()), and the model's own intra-op threads (same
+    number). Decoding and the forward pass overlap, so more CPU threads than that only add contention.
+    """
 
     def __init__(self, settings: Settings | None = None, fetcher: Fetcher | None = None,
-                 pinned_checkpoint: Path | None = None) -> None:
+                 pinned_checkpoint: Path | None = None, decode_threads: int | None = None) -> None:
         from worker.fetch import SafeFetcher
 
         self.settings = settings or get_settings()
@@ -101,8 +107,10 @@ class WorkerRuntime:
         self.sessions = make_session_factory(self.engine)
         self.fetcher: Fetcher = fetcher or SafeFetcher(self.settings)
         self.models = ModelHolder(self.sessions, self.settings, pinned_checkpoint)
-        self.decode_pool = ThreadPoolExecutor(max_workers=max(2, self.settings.intra_op_threads() * 2),
+        self.decode_pool = ThreadPoolExecutor(max_workers=decode_threads or self.settings.intra_op_threads(),
                                               thread_name_prefix="decode")
+        self.fetch_pool = ThreadPoolExecutor(max_workers=max(1, self.settings.fetch_threads),
+                                             thread_name_prefix="fetch")
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
     def context(self) -> ScoringContext:
@@ -115,10 +123,13 @@ class WorkerRuntime:
             settings=self.settings,
             worker_name=self.worker_name,
             decode_pool=self.decode_pool,
+            fetch_pool=self.fetch_pool,
+            forward_batch=forward_batch_size(loaded.detector),
         )
 
     def close(self) -> None:
         self.decode_pool.shutdown(wait=False)
+        self.fetch_pool.shutdown(wait=False)
         self.engine.dispose()
 
 

@@ -1,26 +1,43 @@
-"""Thin Celery tasks of the detect queue: decode arguments, call a plain function, map errors."""
+"""Thin Celery tasks of the detect queue: decode arguments, call a plain function, map errors.
+
+How a batch survives faults (docs/reliability.md has the whole table):
+
+* A pool process that dies mid-batch (SIGKILL, segfault, out of memory) or overruns the hard time limit
+  gives its message back to the queue at once (``reject_on_worker_lost``, ``acks_on_timeout=False``).
+* A redelivered batch whose rows were left unfinished by an earlier claim is split: the suspects go out one
+  per message, so a poison image only takes itself down, and ``attempts_exhausted`` (counted in the rows,
+  see ``score_batch``) ends its loop after ``AIDETECT_MAX_ATTEMPTS`` claims.
+* A whole worker killed, or messages lost with Redis: the rows stay ``running``/``queued`` and the sweep
+  sends them again after ``AIDETECT_STUCK_AFTER_S``.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
+from amqp.exceptions import ChannelError as AmqpChannelError
 from celery import signals
+from kombu.exceptions import ChannelError as KombuChannelError
 from sqlalchemy.exc import OperationalError
 
-from aidetect.celery_app import DETECT_QUEUE, DETECT_TASK, SWEEP_TASK, app
+from aidetect.celery_app import DETECT_QUEUE, DETECT_TASK, MAX_RETRY_COUNTDOWN_S, SWEEP_TASK, app
 from aidetect.settings import get_settings
-from db.images import find_stuck, touch_queued
+from db.images import find_stuck_rows, interrupted, touch_queued
 from db.session import transaction
 from worker.pipeline import score_batch
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
 
+# With messages still waiting in the detect queue, a row queued past the deadline may simply not have
+# been reached yet; it is re-sent only when this many deadlines have passed (or once the queue is empty).
+OVERDUE_IN_BACKLOG = 4
+
 
 def backoff_s(attempt: int) -> int:
     """Exponential backoff for transient failures: 10 s, 20 s, 40 s, ... capped at 10 minutes."""
-    return int(min(600, 10 * 2 ** max(0, attempt)))
+    return int(min(MAX_RETRY_COUNTDOWN_S, 10 * 2 ** max(0, attempt)))
 
 
 @signals.worker_process_init.connect
@@ -29,32 +46,78 @@ def _load_model_in_child(**_: object) -> None:
     get_runtime().models.current()
 
 
-@app.task(name=DETECT_TASK, bind=True, max_retries=20, acks_late=True,
-          soft_time_limit=get_settings().task_time_limit_s, time_limit=get_settings().task_time_limit_s + 30)
+# Hard limit only: a soft limit would raise in the task's thread and leave a decode thread that hangs
+# in C code alive in the process; the hard limit replaces the process, hung threads and all.
+@app.task(name=DETECT_TASK, bind=True, max_retries=20, acks_late=True, acks_on_timeout=False,
+          time_limit=get_settings().task_time_limit_s)
 def detect_batch(self, image_ids: list[int]) -> dict:  # type: ignore[no-untyped-def]
     """Score a batch of image ids; transient failures come back as a delayed batch of their own."""
     runtime = get_runtime()
+    ids = [int(i) for i in image_ids]
     try:
-        outcome = score_batch([int(i) for i in image_ids], runtime.context())
-    except OperationalError as exc:  # database unreachable before the batch was claimed
+        ids, isolated = _isolate_interrupted(ids, runtime.sessions)
+        outcome = score_batch(ids, runtime.context())
+    except OperationalError as exc:  # database unreachable outside the retried write: send the batch again
         raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
-    if outcome.retry:
-        app.send_task(DETECT_TASK, args=[outcome.retry], queue=DETECT_QUEUE,
-                      countdown=backoff_s(self.request.retries))
-    return outcome.as_dict()
+    if outcome.retry:  # the delayed batch counts as a retry, so its own retries wait longer (10 s, 20 s, ...)
+        app.send_task(DETECT_TASK, args=[outcome.retry], queue=DETECT_QUEUE, retries=self.request.retries + 1,
+                      countdown=backoff_s(self.request.retries), ignore_result=True)
+    return {**outcome.as_dict(), "isolated": isolated}
+
+
+def _isolate_interrupted(ids: list[int], sessions) -> tuple[list[int], int]:  # type: ignore[no-untyped-def]
+    """Send rows an earlier claim left unfinished one per message; returns the ids to score here."""
+    if len(ids) < 2:
+        return ids, 0
+    with transaction(sessions) as session:
+        suspects = interrupted(session, ids)
+    if not suspects:
+        return ids, 0
+    log.warning("batch of %d holds %d rows an earlier delivery did not finish; sending them one by one",
+                len(ids), len(suspects))
+    for image_id in suspects:
+        app.send_task(DETECT_TASK, args=[[image_id]], queue=DETECT_QUEUE, ignore_result=True)
+    chosen = set(suspects)
+    return [i for i in ids if i not in chosen], len(suspects)
+
+
+def queue_depth(queue: str = DETECT_QUEUE) -> int:
+    """Messages waiting in ``queue`` (0 when Redis holds no key for it)."""
+    with app.connection_for_read() as connection:
+        try:
+            _, count, _ = connection.default_channel.queue_declare(queue=queue, passive=True)
+        except (AmqpChannelError, KombuChannelError):
+            return 0
+    return int(count)
 
 
 @app.task(name=SWEEP_TASK)
 def sweep_stuck() -> dict:
-    """Re-send rows left queued or running past the deadline (lost messages, dead workers)."""
+    """Re-send rows left queued or running past the deadline (lost messages, dead workers).
+
+    Rows ``running`` past the deadline are re-sent at once: their task outlived its time limit, so its
+    worker is gone. Rows ``queued`` past it are re-sent when the detect queue is empty (their message is
+    not waiting any more) or when they are ``OVERDUE_IN_BACKLOG`` deadlines late, so a long backlog is not
+    doubled by the sweep. Messages go out before the rows' clocks restart, in one transaction: if sending
+    fails, nothing is touched and the next sweep tries again.
+    """
     settings = get_settings()
     runtime = get_runtime()
+    deadline = timedelta(seconds=settings.stuck_after_s)
+    depth = queue_depth()
     with transaction(runtime.sessions) as session:
-        ids = find_stuck(session, timedelta(seconds=settings.stuck_after_s))
-        if ids:
-            touch_queued(session, ids)
-    for start in range(0, len(ids), settings.batch_size):
-        app.send_task(DETECT_TASK, args=[ids[start : start + settings.batch_size]], queue=DETECT_QUEUE)
-    if ids:
-        log.warning("sweep re-sent %d stuck images", len(ids))
-    return {"resent": len(ids)}
+        stuck = find_stuck_rows(session, deadline)
+        queued = stuck.queued
+        if depth > 0 and queued:
+            queued = find_stuck_rows(session, deadline * OVERDUE_IN_BACKLOG).queued
+        ids = sorted(stuck.running + queued)
+        for start in range(0, len(ids), settings.batch_size):
+            app.send_task(DETECT_TASK, args=[ids[start : start + settings.batch_size]], queue=DETECT_QUEUE,
+                          ignore_result=True)
+        touch_queued(session, ids)
+    held_back = len(stuck.queued) - len(queued)
+    if ids or held_back:
+        log.warning("sweep re-sent %d stuck images (%d running, %d queued); %d queued ones wait behind %d messages",
+                    len(ids), len(stuck.running), len(queued), held_back, depth)
+    return {"resent": len(ids), "running": len(stuck.running), "queued": len(queued), "held_back": held_back,
+            "queue_depth": depth}

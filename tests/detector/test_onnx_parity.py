@@ -54,7 +54,7 @@ def checkpoints(pretrained: Path) -> list[Path]:
     return [pretrained, *([shipped] if (shipped / "model.safetensors").is_file() else [])]
 
 
-def test_images(realfake: Path | None) -> list[Image.Image]:
+def corpus_images(realfake: Path | None) -> list[Image.Image]:
     """Every format of the image factory, plus a sample of the realfake corpus when it is there."""
     images = [decode_image(make(seed=i)) for i, make in enumerate(image_factory.VALID_IMAGES.values())]
     images.append(Image.open(io.BytesIO(image_factory.jpeg(seed=9, width=1400, height=900))).convert("RGB"))
@@ -71,7 +71,7 @@ def corpus(request: pytest.FixtureRequest) -> list[Image.Image]:
         root = request.getfixturevalue("realfake")
     except pytest.skip.Exception:
         root = None
-    return test_images(root)
+    return corpus_images(root)
 
 
 def test_onnx_matches_torch_on_every_test_image(pretrained_ckpt: Path, corpus: list[Image.Image]) -> None:

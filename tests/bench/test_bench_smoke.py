@@ -1,0 +1,49 @@
+"""The benchmark harness end to end at a tiny size: one command, real services, a JSON with every rate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from tests.conftest import ADMIN_DATABASE_URL, REPO_ROOT, SHARED_DATASET, service_missing
+
+
+@pytest.fixture
+def admin_url() -> str:
+    url = make_url(ADMIN_DATABASE_URL).set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        service_missing("PostgreSQL", exc)
+    finally:
+        engine.dispose()
+    return ADMIN_DATABASE_URL
+
+
+@pytest.mark.timeout(240)
+def test_bench_produces_every_rate(admin_url: str, redis_url: str, checkpoint_dir: Path, tmp_path: Path) -> None:
+    if not (SHARED_DATASET / "manifest.csv").is_file():
+        pytest.skip(f"realfake corpus not found at {SHARED_DATASET}")
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "bench", "--n", "16", "--reps", "1", "--batch-size", "8", "--model-images", "16",
+           "--torch-threads", "1", "--checkpoint", str(checkpoint_dir), "--admin-database-url", admin_url,
+           "--redis-url", redis_url, "--timeout", "180", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=230)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rates = result["median"]
+    assert {"e2e_onnx", "naive", "decode_bound", "model_torch", "model_onnx", "model_onnx_batch8"} <= set(rates)
+    assert all(rate > 0 for rate in rates.values()), rates
+    assert {"e2e_vs_naive", "e2e_vs_slowest_stage", "onnx_vs_torch_model"} <= set(result["ratios"])
+    assert set(result["targets"]) == {"e2e_vs_naive", "e2e_vs_slowest_stage", "onnx_vs_torch_model"}
+    assert all(rss > 0 for rss in result["peak_rss_mib"].values())
+    assert result["details"][0]["e2e_onnx"]["verdicts"] + sum(result["details"][0]["e2e_onnx"]["failed"].values()) == 16
+    assert "end-to-end" in done.stdout and "JSON:" in done.stdout
