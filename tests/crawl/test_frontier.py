@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from aidetect.urls import normalise_url
 from db.models import ImageSource, Page, WorkStatus, utcnow
 from db.session import make_engine, make_session_factory, transaction
 from producer.crawl import frontier
@@ -17,7 +18,6 @@ from producer.crawl.config import CrawlConfig, PageKind
 from producer.crawl.crawler import start_crawl
 from producer.crawl.discover import FoundImage
 from producer.crawl.frontier import NewPage
-from aidetect.urls import normalise_url
 
 
 def page(path: str, kind: PageKind = PageKind.HTML, depth: int = 1) -> NewPage:

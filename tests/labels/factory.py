@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db.models import Image, Model, Verdict, VerdictLabel, WorkStatus
 from aidetect.urls import normalise_url
+from db.models import Image, Model, Verdict, VerdictLabel, WorkStatus
 
 
 def add_image(session: Session, raw_url: str, content: bytes | None = None, **values: Any) -> Image:

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from aidetect.urls import InvalidURL
 from db import labels
 from db.models import Label, TrueLabel, VerdictLabel
 from db.session import transaction
-from aidetect.urls import InvalidURL
 from tests.labels.factory import add_image, add_model, add_verdict
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 
+from aidetect.urls import normalise_url
 from db.images import ImageFacts, mark_done
 from db.models import Image, WorkStatus
 from db.session import make_engine, make_session_factory, transaction
-from aidetect.urls import normalise_url
 from tests.provenance import images
 from worker.provenance import extract_provenance
 

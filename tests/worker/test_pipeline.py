@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from aidetect.settings import Settings
+from aidetect.urls import normalise_url
 from db import images as image_repo
 from db.jobs import create_job
 from db.models import Image, Verdict, WorkStatus
 from db.session import transaction
-from aidetect.urls import normalise_url
 from tests import image_factory as images
 from tests.worker.http_server import LocalHTTPServer, drip, loopback_only
 from worker.pipeline import score_batch
