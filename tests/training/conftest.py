@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -22,21 +21,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import create_postgres_database, drop_postgres_database, service_missing
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ADMIN_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TRAINING_REDIS_URL = os.environ.get("AIDETECT_TEST_TRAINING_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 # Tiny, fast settings: timm's 0.1M-parameter test network on 64 px crops, no ImageNet weights.
 TINY_TRAIN = {"arch": "test_efficientnet", "input_size": 64, "epochs": 2, "batch_size": 8, "lr": 3e-3,
               "freeze_blocks": 0, "pretrained": False, "num_workers": 0, "warmup_steps": 2, "dropout": 0.0}
 FAMILY_PATTERNS = {"midjourney": "rows", "stable_diffusion": "checker", "sd_finetune": "columns"}
-
-
-def service_missing(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable: {exc}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _texture(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -90,46 +83,18 @@ def tiny_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))
 
 
-def create_database() -> str:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    admin_url = make_url(ADMIN_DATABASE_URL).set(drivername="postgresql+psycopg")
-    name = f"aidetect_training_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        service_missing("PostgreSQL", exc)
-    finally:
-        admin.dispose()
-    return admin_url.set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    admin = sa.create_engine(make_url(ADMIN_DATABASE_URL).set(drivername="postgresql+psycopg"),
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(scope="module")
 def training_db() -> Iterator[str]:
     """A migrated PostgreSQL database, created and dropped around one test module."""
     from db.migrate import upgrade
     from db.session import make_engine
 
-    url = create_database()
+    url = create_postgres_database(prefix="aidetect_training")
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
     yield url
-    drop_database(url)
+    drop_postgres_database(url)
 
 
 @pytest.fixture(scope="module")
