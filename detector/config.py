@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 FAMILIES: tuple[str, ...] = ("midjourney", "stable_diffusion", "sd_finetune")
+POOLINGS: tuple[str, ...] = ("final", "multiscale")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -55,9 +56,12 @@ class ModelConfig:
     """Everything needed to rebuild the detector and feed it: saved as ``config.json`` in checkpoints.
 
     The head has ``1 + len(families)`` logits: index 0 is p(AI), then one "is this family" logit each.
+    ``pooling`` says what the head reads (``detector.model``): the last feature map's average (``final``)
+    or every stage's channel statistics as well (``multiscale``).
     """
 
     arch: str = "tf_efficientnet_lite0"
+    pooling: str = "final"
     families: tuple[str, ...] = FAMILIES
     input_size: int = 224
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -71,6 +75,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.arch, str) and bool(self.arch), "arch must be a non-empty string")
+        _check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         _check(
             isinstance(self.families, tuple) and all(isinstance(f, str) and f for f in self.families),
             f"families must be a tuple of non-empty strings, got {self.families!r}",

@@ -1,4 +1,14 @@
-"""The detector network: a timm backbone and one linear head (p(AI) logit, then one logit per family)."""
+"""The detector network: a timm backbone, a pooling of its features and one linear head.
+
+The head has one p(AI) logit, then one logit per family. Two poolings (``ModelConfig.pooling``):
+
+* ``final``: timm's global average of the last feature map (1280 values for EfficientNet-Lite0), the
+  semantic summary ImageNet training optimised;
+* ``multiscale``: that, plus the per-channel mean and standard deviation of every stage's output from
+  stride 2 on. The early stages see pixel-level texture (noise, demosaicing, upsampling and compression
+  traces) that the last layer averages away; their statistics are what lets a linear head on a frozen
+  ImageNet backbone pick up generator traces rather than only content.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +19,49 @@ from torch import nn
 from detector.config import ModelConfig
 
 
+
+def channel_stats(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and standard deviation over the spatial positions: ``(N, C, H, W) -> (N, 2C)``."""
+    mean = x.mean(dim=(2, 3))
+    std = (x.pow(2).mean(dim=(2, 3)) - mean.pow(2)).clamp_min(1e-6).sqrt()
+    return torch.cat([mean, std], dim=1)
+
+
 class DetectorNet(nn.Module):
-    """``timm`` feature extractor + ``Linear(num_features, 1 + len(families))``.
+    """``timm`` EfficientNet + pooling (``config.pooling``) + ``Linear(feature_dim, 1 + len(families))``.
 
     ``forward`` returns raw logits ``(N, 1 + F)``: column 0 is the p(AI) logit, columns 1.. are
-    independent "is this family" logits (apply a sigmoid to each).
+    independent "is this family" logits (apply a sigmoid to each). ``features`` is the head's input.
     """
 
     def __init__(self, config: ModelConfig, dropout: float = 0.0) -> None:
         super().__init__()
         self.config = config
         self.backbone = timm.create_model(config.arch, pretrained=False, num_classes=0)
+        # timm's feature_info names the stage outputs at strides 2, 4, 8, 16 and 32 ("blocks.<i>")
+        self.taps = tuple(int(f["module"].split(".")[1]) for f in self.backbone.feature_info)
+        self.feature_dim = self.backbone.num_features
+        if config.pooling == "multiscale":
+            self.feature_dim += 2 * sum(int(f["num_chs"]) for f in self.backbone.feature_info)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.backbone.num_features, config.num_outputs)
+        self.head = nn.Linear(self.feature_dim, config.num_outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features ``(N, feature_dim)`` of a normalised NCHW batch."""
+        if self.config.pooling == "final":
+            return self.backbone(x)
+        net = self.backbone
+        x = net.bn1(net.conv_stem(x))
+        taps = []
+        for i, stage in enumerate(net.blocks):
+            x = stage(x)
+            if i in self.taps:
+                taps.append(channel_stats(x))
+        x = net.bn2(net.conv_head(x))
+        return torch.cat([*taps, x.mean(dim=(2, 3))], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.backbone(x)))
+        return self.head(self.dropout(self.features(x)))
 
 
 def build_model(config: ModelConfig, dropout: float = 0.0) -> DetectorNet:

@@ -68,6 +68,7 @@ def feature_key(backbone_sha: str, config: ModelConfig, samples: Sequence[Sample
     spec = {
         "backbone": backbone_sha,
         "arch": config.arch,
+        "pooling": config.pooling,
         "crop": [config.crop.size, config.crop.max_short_side, config.crop.allow_draft],
         "mean": list(config.mean),
         "std": list(config.std),
@@ -112,14 +113,14 @@ def store_features(cache_dir: Path, config: ModelConfig, backbone_sha: str, samp
 
 
 @torch.no_grad()
-def extract(backbone: nn.Module, dataset: DetectionDataset, batch_size: int, num_workers: int,
+def extract(net: DetectorNet, dataset: DetectionDataset, batch_size: int, num_workers: int,
             report: Report, phase: str) -> np.ndarray:
-    """Pooled backbone features ``(N, D)`` of ``dataset`` in order (eval mode)."""
-    backbone.eval()
+    """Pooled features ``(N, D)`` of ``dataset`` in order (``net.features``, eval mode)."""
+    net.eval()
     loader = make_loader(dataset, None, batch_size, num_workers)
     out = []
     for i, batch in enumerate(loader, start=1):
-        out.append(backbone(batch["image"].contiguous(memory_format=torch.channels_last)).float().numpy())
+        out.append(net.features(batch["image"].contiguous(memory_format=torch.channels_last)).float().numpy())
         report(phase, step=i, steps=len(loader))
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
@@ -150,7 +151,7 @@ def cached_features(net: DetectorNet, samples: Sequence[Sample], images: Sequenc
             dataset.set_epoch(1000 + int(view.removeprefix("aug")))  # views never collide with epoch seeds
             subset = samples
         started = time.monotonic()
-        feats = extract(net.backbone, dataset, batch_size, num_workers, report, f"features_{view}")
+        feats = extract(net, dataset, batch_size, num_workers, report, f"features_{view}")
         log.info("features %s of %d images in %.0f s", view, len(subset), time.monotonic() - started)
         known.update(zip([str(s.path) for s in subset], feats, strict=True))
         _save(path, list(known), np.stack(list(known.values())))
