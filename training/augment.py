@@ -1,8 +1,8 @@
 """Forensic augmentation: the same random views for both classes, so format and size are no shortcut.
 
 Training view: fit the short side like the workers do (``detector.preprocess.fit_short_side``), then a
-random crop at native resolution (sometimes a larger region scaled down, never a resize of the whole
-image to one size), mild blur, JPEG re-compression over a range of qualities, horizontal flip.
+random crop at native resolution (sometimes a region rescaled by 0.5-1.5x, never a resize of the whole
+image to one size), colour jitter, mild blur, JPEG re-compression over a range of qualities, horizontal flip.
 Evaluation view: ``detector.preprocess.prepare`` (deterministic centre crop), the workers' function.
 """
 
@@ -13,7 +13,7 @@ import math
 import random
 from dataclasses import asdict, dataclass
 
-from PIL import Image, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
 
 from detector.config import CropPolicy
 from detector.preprocess import fit_short_side, prepare, random_crop
@@ -25,12 +25,14 @@ RESAMPLERS = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampl
 class AugmentConfig:
     """Probabilities and ranges of the training view; stored in the checkpoint's provenance."""
 
-    jpeg_p: float = 0.6
-    jpeg_quality: tuple[int, int] = (60, 95)
+    jpeg_p: float = 0.7
+    jpeg_quality: tuple[int, int] = (60, 100)
     blur_p: float = 0.15
     blur_radius: tuple[float, float] = (0.2, 1.0)
-    downscale_p: float = 0.25
-    downscale: tuple[float, float] = (0.5, 0.9)
+    downscale_p: float = 0.3
+    downscale: tuple[float, float] = (0.5, 1.5)
+    color_p: float = 0.3
+    color_strength: float = 0.2
     hflip_p: float = 0.5
 
     def to_dict(self) -> dict:
@@ -61,8 +63,16 @@ def downscale(img: Image.Image, factor: float, resample: Image.Resampling = Imag
     return img.resize(size, resample, reducing_gap=3.0)
 
 
+def color_jitter(img: Image.Image, strength: float, rng: random.Random) -> Image.Image:
+    """Brightness, contrast and saturation each scaled by a factor in ``1 +- strength``."""
+    for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        img = enhancer(img).enhance(rng.uniform(1.0 - strength, 1.0 + strength))
+    return img
+
+
 def _scaled_crop(img: Image.Image, size: int, factor: float, rng: random.Random) -> Image.Image:
-    """A random region of side ``size / factor`` scaled down to ``size``: a crop of a downscaled image."""
+    """A random region of side ``size / factor`` scaled to ``size``: a crop of the image rescaled by ``factor``
+    (down for ``factor < 1``, up for ``factor > 1``)."""
     side = min(math.ceil(size / factor), min(img.size))
     left = rng.randint(0, img.width - side)
     top = rng.randint(0, img.height - side)
@@ -77,6 +87,8 @@ def train_view(img: Image.Image, policy: CropPolicy, aug: AugmentConfig, rng: ra
         view = _scaled_crop(img, policy.size, rng.uniform(*aug.downscale), rng)
     else:
         view = random_crop(img, policy.size, rng)
+    if rng.random() < aug.color_p:
+        view = color_jitter(view, aug.color_strength, rng)
     if rng.random() < aug.blur_p:
         view = view.filter(ImageFilter.GaussianBlur(rng.uniform(*aug.blur_radius)))
     if rng.random() < aug.jpeg_p:
