@@ -63,3 +63,27 @@ def logging_report(prefix: str) -> Report:
             log.info("%s %s %s", prefix, phase, meta(phase, fields))
 
     return report
+
+
+def bar_report() -> Report:
+    """A Report that draws one tqdm bar (total and ETA) per phase that reports ``step`` and ``steps``."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def report(phase: str, **fields: Any) -> None:
+        step, steps = fields.pop("step", None), fields.pop("steps", None)
+        if step is None or steps is None:
+            return
+        bar = bars.get(phase)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[phase] = tqdm(total=steps, desc=phase, unit="step", dynamic_ncols=True)
+        bar.n = step
+        bar.set_postfix({k: f"{v:.3g}" if isinstance(v, float) else v for k, v in fields.items()}, refresh=False)
+        bar.refresh()
+        if step >= steps:
+            bar.close()
+
+    return report
