@@ -45,6 +45,7 @@ class EnqueueOptions:
     kind: str = "enqueue"
     source: str = "-"
     backpressure_poll_s: float = 1.0
+    adopt_pending: bool = False  # embedded mode: rows left queued/running by an earlier run are sent again
 
 
 @dataclass
@@ -55,6 +56,7 @@ class EnqueueSummary:
     duplicates_in_input: int = 0
     already_scored: int = 0
     already_pending: int = 0
+    resumed: int = 0  # left queued/running by an interrupted earlier run, sent again (adopt_pending)
     rejected: Counter[str] = field(default_factory=Counter)
     messages: int = 0
 
@@ -139,9 +141,11 @@ def _flush(
     if not items:
         return
     with transaction(sessions) as session:
-        result = image_repo.queue_images(session, job_id, items, model_id, rescore=options.rescore)
+        result = image_repo.queue_images(session, job_id, items, model_id, rescore=options.rescore,
+                                         adopt_pending=options.adopt_pending)
     summary.already_scored += result.already_scored
     summary.already_pending += result.already_pending
+    summary.resumed += result.resumed
     summary.messages += send_in_batches(sender, result.to_send, options)
     summary.accepted += len(result.to_send)
     if on_progress:
