@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -11,6 +12,7 @@ from w3lib.url import canonicalize_url
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_LENGTH = 2048
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class Rejection(enum.StrEnum):
@@ -55,6 +57,9 @@ def normalise_url(raw: str, max_length: int = MAX_URL_LENGTH) -> NormalisedURL:
     text = raw.strip()
     if not text:
         raise InvalidURL(Rejection.EMPTY, "empty line")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise InvalidURL(Rejection.MALFORMED, f"control character U+{ord(bad.group()):04X}")
     if len(text) > max_length:
         raise InvalidURL(Rejection.TOO_LONG, f"{len(text)} characters (limit {max_length})")
     try:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import typer
 from tqdm import tqdm
 
 from aidetect.settings import get_settings
-from cli.common import console
-from producer.enqueue import EnqueueOptions, EnqueueSummary, enqueue_urls, read_url_lines
+from cli.common import console, err_console
+from producer.enqueue import EnqueueOptions, EnqueueSummary, enqueue_urls
+from producer.reader import BadSource, open_url_source, read_url_source
 
 
 def enqueue(
@@ -26,11 +24,15 @@ def enqueue(
     from cli.common import open_database
     from producer.sender import CelerySender
 
-    stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8", errors="replace")
     options = EnqueueOptions(batch_size=batch_size, max_queued=max_queued, rescore=rescore, source=source)
-    with stream, tqdm(desc="urls", unit="url") as bar:
-        summary = enqueue_urls(read_url_lines(stream), sessions=open_database(), sender=CelerySender(celery_app),
-                               options=options, on_progress=bar.update)
+    try:
+        stream = open_url_source(source)
+        with stream, tqdm(desc="urls", unit="url") as bar:
+            summary = enqueue_urls(read_url_source(stream), sessions=open_database(),
+                                   sender=CelerySender(celery_app), options=options, on_progress=bar.update)
+    except BadSource as exc:
+        err_console.print(str(exc), style="red", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(2) from None
     print_summary(summary)
 
 
@@ -41,3 +43,5 @@ def print_summary(summary: EnqueueSummary) -> None:
                   f"{sum(summary.rejected.values())} rejected, {summary.messages} messages")
     for reason, count in sorted(summary.rejected.items()):
         console.print(f"  rejected {reason}: {count}")
+    for detail in summary.rejected_examples:
+        console.print(f"    {detail}", soft_wrap=True, markup=False, highlight=False)

@@ -56,6 +56,7 @@ def score(
     from db.results import ResultFilter, query_results
     from detector.errors import CheckpointError
     from producer.enqueue import EnqueueOptions, enqueue_urls
+    from producer.reader import read_url_source
     from worker.embedded import (
         InProcessSender,
         Interrupted,
@@ -71,7 +72,7 @@ def score(
 
     settings = get_settings()
     sessions = open_database(migrate=True)
-    urls = list(expand_inputs(inputs, sys.stdin if "-" in inputs else ()))
+    urls = list(expand_inputs(inputs, read_url_source(sys.stdin.buffer) if "-" in inputs else ()))
     fetcher = LocalFileFetcher(SafeFetcher(settings), settings.max_image_bytes)
     runtime = WorkerRuntime(settings, fetcher=fetcher, pinned_checkpoint=checkpoint)
     try:

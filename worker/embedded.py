@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -13,7 +15,7 @@ from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from aidetect.urls import NormalisedURL, normalise_url
+from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
 from db import images as image_repo
 from db.session import transaction
 from worker.errors import FetchError
@@ -27,11 +29,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 LOCAL_DOMAIN = "localfile"
 
 
-def expand_inputs(inputs: Iterable[str], stdin_lines: Iterable[str] = ()) -> Iterator[str]:
-    """Files, folders (recursively, image suffixes only), URLs, and ``-`` for lines from stdin."""
+def expand_inputs(inputs: Iterable[str], stdin_lines: Iterable[str | InvalidURL] = ()) -> Iterator[str | InvalidURL]:
+    """Files, folders (recursively, regular files with image suffixes only), URLs, and ``-`` for the lines of
+    stdin (as :func:`producer.reader.read_url_source` reads them: lines it refused pass through as rejections)."""
     for item in inputs:
         if item == "-":
-            yield from (line.strip() for line in stdin_lines if line.strip())
+            yield from (line if isinstance(line, InvalidURL) else line.strip() for line in stdin_lines
+                        if isinstance(line, InvalidURL) or line.strip())
         elif "://" in item:
             yield item
         elif Path(item).is_dir():
@@ -62,19 +66,37 @@ class LocalFileFetcher:
         return [next(fetched) if i in remote_set else self._read(url) for i, url in enumerate(urls)]
 
     def _read(self, uri: str) -> FetchResult | FetchError:
+        """A regular file's bytes, at most ``max_bytes`` of them (counted as read: ``st_size`` is 0 for devices).
+
+        FIFOs, devices, sockets and directories are refused (``not_a_file``) before they are opened, and the
+        opened file is checked again (it may have been swapped in between), so nothing here can block or grow.
+        """
         from urllib.parse import unquote, urlsplit
 
         path = Path(unquote(urlsplit(uri).path))
         try:
-            size = path.stat().st_size
-            if size > self.max_bytes:
-                return FetchError("too_large", f"{size} bytes (limit {self.max_bytes})")
-            content = path.read_bytes()
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):
+                return FetchError("not_a_file", f"{path} is a {_file_kind(mode)}, not a regular file")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as stream:
+                mode = os.fstat(stream.fileno()).st_mode
+                if not stat.S_ISREG(mode):
+                    return FetchError("not_a_file", f"{path} is a {_file_kind(mode)}, not a regular file")
+                content = stream.read(self.max_bytes + 1)
         except FileNotFoundError:
             return FetchError("file_not_found", str(path))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
             return FetchError("file_error", f"{path}: {exc}")
+        if len(content) > self.max_bytes:
+            return FetchError("too_large", f"{path}: more than {self.max_bytes} bytes")
         return FetchResult(url=uri, final_url=uri, content=content, content_type=None, status=200, redirects=0)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 class InProcessSender:
