@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import typer
 from tqdm import tqdm
 
 from aidetect.settings import get_settings
+from aidetect.urls import normalise_url
 from cli.common import console, err_console
 from producer.enqueue import EnqueueOptions, EnqueueSummary, enqueue_urls
 from producer.reader import BadSource, open_url_source, read_url_source
@@ -18,6 +21,8 @@ def enqueue(
     max_queued: int = typer.Option(get_settings().max_queued_messages, "--max-queued",
                                    help="Wait while the detect queue holds more messages than this (0: never wait)."),
     rescore: bool = typer.Option(False, "--rescore", help="Score again URLs the active model already scored."),
+    keep_query: bool = typer.Option(False, "--keep-query",
+                                    help="Keep tracking parameters (utm_*, fbclid, gclid, ...) in the URLs."),
 ) -> None:
     """Queue image URLs for the detect workers (PostgreSQL + Redis)."""
     from aidetect.celery_app import app as celery_app
@@ -29,7 +34,8 @@ def enqueue(
         stream = open_url_source(source)
         with stream, tqdm(desc="urls", unit="url") as bar:
             summary = enqueue_urls(read_url_source(stream), sessions=open_database(),
-                                   sender=CelerySender(celery_app), options=options, on_progress=bar.update)
+                                   sender=CelerySender(celery_app), options=options, on_progress=bar.update,
+                                   normalise=functools.partial(normalise_url, strip_tracking=not keep_query))
     except BadSource as exc:
         err_console.print(str(exc), style="red", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(2) from None

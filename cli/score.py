@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ def score(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format on stdout."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the results here (.csv or .json)."),
     rescore: bool = typer.Option(False, "--rescore", help="Score again what this model already scored."),
+    keep_query: bool = typer.Option(False, "--keep-query",
+                                    help="Keep tracking parameters (utm_*, fbclid, gclid, ...) in web URLs."),
 ) -> None:
     """Score images in-process (no servers) into DATABASE_URL (default ./aidetect.db)."""
     from aidetect.settings import get_settings
@@ -89,7 +92,7 @@ def score(
     try:
         with signals_raise_interrupted(), tqdm(total=len(urls), desc="scoring", unit="img", file=sys.stderr) as bar:
             summary = enqueue_urls(urls, sessions=sessions, sender=sender, options=options, on_progress=bar.update,
-                                   normalise=normalise_input)
+                                   normalise=functools.partial(normalise_input, strip_tracking=not keep_query))
     except Interrupted as exc:
         _stop_interrupted(exc, sender, release_rows(sessions, sender.in_hand), unfinished_rows(sessions))
     except BaseException:

@@ -45,11 +45,11 @@ def expand_inputs(inputs: Iterable[str], stdin_lines: Iterable[str | InvalidURL]
             yield Path(item).resolve().as_uri()
 
 
-def normalise_input(raw: str) -> NormalisedURL:
+def normalise_input(raw: str, strip_tracking: bool = True) -> NormalisedURL:
     """Local file URIs as they are (the user's own files); web URLs through the usual validation."""
     if raw.startswith("file:"):
         return NormalisedURL(url=raw, domain=LOCAL_DOMAIN)
-    return normalise_url(raw)
+    return normalise_url(raw, strip_tracking=strip_tracking)
 
 
 class LocalFileFetcher:
