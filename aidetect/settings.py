@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     ] = []  # CIDRs let through despite the guard, e.g. ["127.0.0.0/8"] for a local mirror
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 64_000_000
+    decode_memory_mb: int = 1024  # what the decodes of one worker process may hold at once (detector.decode_budget)
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 15.0
     total_timeout_s: float = 30.0

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import functools
 
 import typer
 from tqdm import tqdm
 
 from aidetect.settings import get_settings
-from cli.common import console
-from producer.enqueue import EnqueueOptions, EnqueueSummary, enqueue_urls, read_url_lines
+from aidetect.urls import normalise_url
+from cli.common import console, err_console
+from producer.enqueue import EnqueueOptions, EnqueueSummary, enqueue_urls
+from producer.reader import BadSource, open_url_source, read_url_source
 
 
 def enqueue(
@@ -20,17 +21,24 @@ def enqueue(
     max_queued: int = typer.Option(get_settings().max_queued_messages, "--max-queued",
                                    help="Wait while the detect queue holds more messages than this (0: never wait)."),
     rescore: bool = typer.Option(False, "--rescore", help="Score again URLs the active model already scored."),
+    keep_query: bool = typer.Option(False, "--keep-query",
+                                    help="Keep tracking parameters (utm_*, fbclid, gclid, ...) in the URLs."),
 ) -> None:
     """Queue image URLs for the detect workers (PostgreSQL + Redis)."""
     from aidetect.celery_app import app as celery_app
     from cli.common import open_database
     from producer.sender import CelerySender
 
-    stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8", errors="replace")
     options = EnqueueOptions(batch_size=batch_size, max_queued=max_queued, rescore=rescore, source=source)
-    with stream, tqdm(desc="urls", unit="url") as bar:
-        summary = enqueue_urls(read_url_lines(stream), sessions=open_database(), sender=CelerySender(celery_app),
-                               options=options, on_progress=bar.update)
+    try:
+        stream = open_url_source(source)
+        with stream, tqdm(desc="urls", unit="url") as bar:
+            summary = enqueue_urls(read_url_source(stream), sessions=open_database(),
+                                   sender=CelerySender(celery_app), options=options, on_progress=bar.update,
+                                   normalise=functools.partial(normalise_url, strip_tracking=not keep_query))
+    except BadSource as exc:
+        err_console.print(str(exc), style="red", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(2) from None
     print_summary(summary)
 
 
@@ -41,3 +49,5 @@ def print_summary(summary: EnqueueSummary) -> None:
                   f"{sum(summary.rejected.values())} rejected, {summary.messages} messages")
     for reason, count in sorted(summary.rejected.items()):
         console.print(f"  rejected {reason}: {count}")
+    for detail in summary.rejected_examples:
+        console.print(f"    {detail}", soft_wrap=True, markup=False, highlight=False)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from tqdm import tqdm
 
 from cli.common import OutputFormat, emit, err_console
+
+if TYPE_CHECKING:
+    from worker.embedded import InProcessSender, Interrupted
 
 SCORE_COLUMNS = ("url", "p_ai", "label", "top_family", "provenance", "status", "error_code")
 
@@ -26,6 +32,17 @@ def _display(url: str) -> str:
         return str(path)
 
 
+def _stop_interrupted(exc: Interrupted, sender: InProcessSender, released: int, left: int) -> NoReturn:
+    """Say what an interrupted run finished and end the process at once (downloads in flight are not waited for;
+    every row is committed by now: finished, or back to ``queued`` for the next run)."""
+    err_console.print(f"interrupted by {exc}: {sender.finished['done']} scored and {sender.finished['failed']} failed "
+                      f"in this run; {released} rows in hand put back to queued; {left} rows left to score: run the "
+                      "same command again to finish them", soft_wrap=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exc.exit_code)
+
+
 def score(
     inputs: list[str] = typer.Argument(..., help="Image files, folders, http(s) URLs, or - to read lines from stdin."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Detector checkpoint directory."),
@@ -33,6 +50,8 @@ def score(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format on stdout."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the results here (.csv or .json)."),
     rescore: bool = typer.Option(False, "--rescore", help="Score again what this model already scored."),
+    keep_query: bool = typer.Option(False, "--keep-query",
+                                    help="Keep tracking parameters (utm_*, fbclid, gclid, ...) in web URLs."),
 ) -> None:
     """Score images in-process (no servers) into DATABASE_URL (default ./aidetect.db)."""
     from aidetect.settings import get_settings
@@ -40,13 +59,23 @@ def score(
     from db.results import ResultFilter, query_results
     from detector.errors import CheckpointError
     from producer.enqueue import EnqueueOptions, enqueue_urls
-    from worker.embedded import InProcessSender, LocalFileFetcher, expand_inputs, normalise_input
+    from producer.reader import read_url_source
+    from worker.embedded import (
+        InProcessSender,
+        Interrupted,
+        LocalFileFetcher,
+        expand_inputs,
+        normalise_input,
+        release_rows,
+        signals_raise_interrupted,
+        unfinished_rows,
+    )
     from worker.fetch import SafeFetcher
     from worker.runtime import WorkerRuntime
 
     settings = get_settings()
     sessions = open_database(migrate=True)
-    urls = list(expand_inputs(inputs, sys.stdin if "-" in inputs else ()))
+    urls = list(expand_inputs(inputs, read_url_source(sys.stdin.buffer) if "-" in inputs else ()))
     fetcher = LocalFileFetcher(SafeFetcher(settings), settings.max_image_bytes)
     runtime = WorkerRuntime(settings, fetcher=fetcher, pinned_checkpoint=checkpoint)
     try:
@@ -54,18 +83,25 @@ def score(
     except CheckpointError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    options = EnqueueOptions(
-        batch_size=batch_size, max_queued=0, rescore=rescore, kind="score", source=" ".join(inputs)[:500]
-    )
-    with tqdm(total=len(urls), desc="scoring", unit="img", file=sys.stderr) as bar:
-        summary = enqueue_urls(
-            urls,
-            sessions=sessions,
-            sender=InProcessSender(runtime),
-            options=options,
-            on_progress=bar.update,
-            normalise=normalise_input,
-        )
+    left_running = release_rows(sessions)  # a run killed outright (kill -9, power loss) left these claimed
+    if left_running:
+        err_console.print(f"{left_running} rows an earlier run left running are queued again", soft_wrap=True)
+    options = EnqueueOptions(batch_size=batch_size, max_queued=0, rescore=rescore, kind="score",
+                             source=" ".join(inputs)[:500], adopt_pending=True)
+    sender = InProcessSender(runtime)
+    try:
+        with signals_raise_interrupted(), tqdm(total=len(urls), desc="scoring", unit="img", file=sys.stderr) as bar:
+            summary = enqueue_urls(urls, sessions=sessions, sender=sender, options=options, on_progress=bar.update,
+                                   normalise=functools.partial(normalise_input, strip_tracking=not keep_query))
+    except Interrupted as exc:
+        _stop_interrupted(exc, sender, release_rows(sessions, sender.in_hand), unfinished_rows(sessions))
+    except BaseException:
+        released = release_rows(sessions, sender.in_hand)
+        err_console.print(f"[red]the run failed; {released} rows it held are queued again[/red]")
+        raise
+    if summary.resumed:
+        err_console.print(f"{summary.resumed} rows an earlier, interrupted run left unfinished were scored",
+                          soft_wrap=True)
     with sessions() as session:
         rows = [
             {**row, "url": _display(row["url"])} for row in query_results(session, ResultFilter(job_id=summary.job_id))

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Image, JobImage, Verdict, WorkStatus, utcnow
@@ -29,6 +29,7 @@ class QueueResult:
     to_send: list[int] = field(default_factory=list)  # ids that need a detect message
     already_scored: int = 0  # done by the active model and not rescored
     already_pending: int = 0  # queued or running from an earlier submission
+    resumed: int = 0  # queued or running from an earlier submission, adopted (in to_send) with ``adopt_pending``
 
 
 def queue_images(
@@ -37,11 +38,13 @@ def queue_images(
     items: Sequence[NewImage],
     active_model_id: int | None,
     rescore: bool = False,
+    adopt_pending: bool = False,
 ) -> QueueResult:
     """Insert new URLs as ``queued`` rows, link every URL to the job, and say which ids need a message.
 
     Existing URLs are re-queued when they failed before, when the active model has not scored them,
-    or when ``rescore`` is set; URLs already queued or running are left to their pending message.
+    or when ``rescore`` is set; URLs already queued or running are left to their pending message, unless
+    ``adopt_pending`` (the embedded mode, which owns its database: no other process holds such a message).
     """
     result = QueueResult()
     for start in range(0, len(items), INSERT_CHUNK):
@@ -80,6 +83,9 @@ def queue_images(
         for row in rows:
             if row.job_id == job_id and row.status == WorkStatus.QUEUED:
                 result.to_send.append(row.id)  # inserted just now
+            elif row.status in (WorkStatus.QUEUED, WorkStatus.RUNNING) and adopt_pending:
+                result.to_send.append(row.id)
+                result.resumed += 1
             elif row.status in (WorkStatus.QUEUED, WorkStatus.RUNNING):
                 result.already_pending += 1
             elif row.id in scored and not rescore:
@@ -253,6 +259,24 @@ def interrupted(session: Session, image_ids: Iterable[int]) -> list[int]:
         ),
     ).order_by(Image.id)
     return list(session.scalars(stmt))
+
+
+def release_running(session: Session, image_ids: Iterable[int] | None = None) -> int:
+    """Put ``running`` rows back to ``queued`` as if their last claim never happened (attempts - 1); returns how many.
+
+    For the embedded mode, which owns its database: rows a run interrupted (Ctrl-C, SIGTERM, an exception)
+    go back before it exits, and rows a killed run left ``running`` are released when the next run starts.
+    ``image_ids`` limits it to those rows (None: every running row).
+    """
+    stmt = update(Image).where(Image.status == WorkStatus.RUNNING)
+    if image_ids is not None:
+        ids = sorted(set(image_ids))
+        if not ids:
+            return 0
+        stmt = stmt.where(Image.id.in_(ids))
+    attempts = case((Image.attempts > 0, Image.attempts - 1), else_=0)
+    result = session.execute(stmt.values(status=WorkStatus.QUEUED, attempts=attempts, queued_at=utcnow()))
+    return int(result.rowcount or 0)
 
 
 def touch_queued(session: Session, image_ids: Sequence[int]) -> None:

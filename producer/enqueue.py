@@ -6,14 +6,12 @@ re-sent by the sweep and nothing is lost.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,10 +21,12 @@ from db.jobs import create_job
 from db.models import Job
 from db.registry import active_model
 from db.session import transaction
+from producer.reader import RejectedLine, printable, read_url_source
 
 log = logging.getLogger(__name__)
 
 CHUNK = 500
+MAX_EXAMPLES = 5
 
 
 class BatchSender(Protocol):
@@ -45,6 +45,7 @@ class EnqueueOptions:
     kind: str = "enqueue"
     source: str = "-"
     backpressure_poll_s: float = 1.0
+    adopt_pending: bool = False  # embedded mode: rows left queued/running by an earlier run are sent again
 
 
 @dataclass
@@ -55,7 +56,9 @@ class EnqueueSummary:
     duplicates_in_input: int = 0
     already_scored: int = 0
     already_pending: int = 0
+    resumed: int = 0  # left queued/running by an interrupted earlier run, sent again (adopt_pending)
     rejected: Counter[str] = field(default_factory=Counter)
+    rejected_examples: list[str] = field(default_factory=list)  # the first few rejections, with line numbers
     messages: int = 0
 
     @property
@@ -63,30 +66,11 @@ class EnqueueSummary:
         return self.duplicates_in_input + self.already_scored + self.already_pending
 
 
-def read_url_lines(stream: IO[str]) -> Iterator[str]:
-    """URLs from a text stream: one per line, or a CSV whose header has a ``url`` column."""
-    first = stream.readline()
-    if not first:
-        return
-    header = next(csv.reader(io.StringIO(first)), [])
-    columns = [c.strip().lower() for c in header]
-    if len(columns) > 1 and "url" in columns:
-        index = columns.index("url")
-        for row in csv.reader(stream):
-            if len(row) > index:
-                yield row[index]
-        return
-    if columns == ["url"]:
-        first = ""
-    if first.strip():
-        yield first
-    for line in stream:
-        if line.strip() and not line.lstrip().startswith("#"):
-            yield line
+read_url_lines = read_url_source  # the name the CLI and older callers use
 
 
 def enqueue_urls(
-    lines: Iterable[str],
+    lines: Iterable[str | InvalidURL],
     *,
     sessions: sessionmaker[Session],
     sender: BatchSender,
@@ -94,22 +78,32 @@ def enqueue_urls(
     on_progress: Callable[[int], None] | None = None,
     normalise: Callable[[str], NormalisedURL] = normalise_url,
 ) -> EnqueueSummary:
-    """Normalise, de-duplicate, record under one job and send in batches; returns what happened."""
-    with transaction(sessions) as session:
-        job = create_job(session, options.kind, options.source, {"rescore": options.rescore})
+    """Normalise, de-duplicate, record under one job and send in batches; returns what happened.
+
+    ``lines`` holds raw URLs and, from :func:`producer.reader.read_url_source`, lines already refused
+    (an :class:`InvalidURL`), which are recorded like any other rejection. The job row is written in the same
+    transaction as its first images (or its rejections), so an input that fails before that leaves no job.
+    """
+    with sessions() as session:
         model = active_model(session)
         model_id = model.id if model else None
-    summary = EnqueueSummary(job_id=job.id)
+    job = _LazyJob(options)
+    summary = EnqueueSummary(job_id=0)
     seen: set[str] = set()
     pending: list[image_repo.NewImage] = []
     rejected_rows: list[tuple[str, InvalidURL]] = []
     for raw in lines:
         summary.submitted += 1
         try:
+            if isinstance(raw, InvalidURL):
+                raise raw
             url = normalise(raw)
         except InvalidURL as exc:
             summary.rejected[exc.reason.value] += 1
-            rejected_rows.append((raw.strip(), exc))
+            text = exc.text if isinstance(exc, RejectedLine) else printable(str(raw).strip(), limit=4000)
+            rejected_rows.append((text, exc))
+            if len(summary.rejected_examples) < MAX_EXAMPLES:
+                summary.rejected_examples.append(f"{exc.reason.value}: {exc.detail} ({text[:120]})")
             continue
         if url.url_hash in seen:
             summary.duplicates_in_input += 1
@@ -117,18 +111,34 @@ def enqueue_urls(
         seen.add(url.url_hash)
         pending.append(image_repo.NewImage(url.url, url.url_hash, url.domain))
         if len(pending) >= CHUNK:
-            _flush(pending, job.id, model_id, sessions, sender, options, summary, on_progress)
+            _flush(pending, job, model_id, sessions, sender, options, summary, on_progress)
             pending = []
-    _flush(pending, job.id, model_id, sessions, sender, options, summary, on_progress)
+    _flush(pending, job, model_id, sessions, sender, options, summary, on_progress)
     with transaction(sessions) as session:
-        _record_rejections(session, job.id, rejected_rows)
-        _finish_job(session, job.id, summary)
+        job_id = job.id_in(session)
+        _record_rejections(session, job_id, rejected_rows)
+        _finish_job(session, job_id, summary)
+    summary.job_id = job_id
     return summary
+
+
+class _LazyJob:
+    """The run's ``jobs`` row, created inside the first transaction that writes something under it."""
+
+    def __init__(self, options: EnqueueOptions) -> None:
+        self.options = options
+        self.id: int | None = None
+
+    def id_in(self, session: Session) -> int:
+        if self.id is None:
+            self.id = create_job(session, self.options.kind, self.options.source,
+                                 {"rescore": self.options.rescore}).id
+        return self.id
 
 
 def _flush(
     items: list[image_repo.NewImage],
-    job_id: int,
+    job: _LazyJob,
     model_id: int | None,
     sessions: sessionmaker[Session],
     sender: BatchSender,
@@ -139,9 +149,11 @@ def _flush(
     if not items:
         return
     with transaction(sessions) as session:
-        result = image_repo.queue_images(session, job_id, items, model_id, rescore=options.rescore)
+        result = image_repo.queue_images(session, job.id_in(session), items, model_id, rescore=options.rescore,
+                                         adopt_pending=options.adopt_pending)
     summary.already_scored += result.already_scored
     summary.already_pending += result.already_pending
+    summary.resumed += result.resumed
     summary.messages += send_in_batches(sender, result.to_send, options)
     summary.accepted += len(result.to_send)
     if on_progress:

@@ -28,6 +28,7 @@ ERROR_CODES: dict[str, str] = {
     "attempts_exhausted": "claimed more than max_attempts times without finishing (a poison image, say)",
     "file_not_found": "embedded mode: the local file does not exist",
     "file_error": "embedded mode: the local file could not be read",
+    "not_a_file": "embedded mode: the path is a FIFO, device, socket or directory, not a regular file",
     # transient: retried with backoff until max_attempts
     "timeout": "connect, read or the total download deadline (total_timeout_s) ran out",
     "connection_error": "the connection failed or broke (refused, reset, truncated body, TLS handshake failure)",

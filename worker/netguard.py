@@ -17,19 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from aidetect.hosts import InvalidHost, canonical_host, ipv4_literal, parse_ipv6
 from aidetect.settings import Settings, get_settings
 from worker.errors import FetchError
-
-try:  # IDNA 2008 + UTS #46, what browsers do; the stdlib codec (IDNA 2003) otherwise
-    import idna as _idna
-except ImportError:  # pragma: no cover - idna ships with most environments
-    _idna = None
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str], Iterable[str]]
 """Host name (ASCII) -> its addresses as strings. Raises ``OSError`` (``socket.gaierror``) when it fails."""
 
-MAX_HOST_LENGTH = 253
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # Ranges that Python's is_global/is_private miss or that differ between Python versions.
@@ -42,8 +37,6 @@ _ALWAYS_BLOCKED = tuple(
     )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NUMBER = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)\Z")
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 _FORBIDDEN_IN_URL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -109,77 +102,29 @@ def _policy(allow_private: bool, networks: tuple[str, ...]) -> AddressPolicy:
 
 
 def normalize_host(host: str) -> str:
-    """The host as it goes on the wire: IDNA-encoded, lower case, no trailing dot, IPv6 without brackets.
+    """The host as it goes on the wire (:func:`aidetect.hosts.canonical_host`, the producer's normalisation too):
+    IDNA-encoded, lower case, no trailing dot, IPv6 without brackets, IPv4 in any spelling as a dotted quad.
 
     Raises ``FetchError("bad_url")`` for hosts that are empty, too long, malformed or not encodable.
     """
-    if not isinstance(host, str) or not host:
-        raise FetchError("bad_url", "no host")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if ":" in host:
-        return str(_parse_ipv6(host))
-    if not host.isascii():
-        host = _idna_encode(host)
-    host = host.lower()
-    host = host[:-1] if host.endswith(".") else host
-    if not host or len(host) > MAX_HOST_LENGTH:
-        raise FetchError("bad_url", f"host length {len(host)} is out of range")
-    literal = _ipv4_literal(host)
-    if literal is not None:
-        return str(literal)  # 0x7f.1 -> 127.0.0.1
-    if not all(_LABEL.match(label) for label in host.split(".")):
-        raise FetchError("bad_url", f"invalid host name {host[:80]!r}")
-    return host
-
-
-def _idna_encode(host: str) -> str:
     try:
-        if _idna is not None:
-            return _idna.encode(host, uts46=True).decode("ascii")
-        return host.encode("idna").decode("ascii")  # pragma: no cover
-    except (UnicodeError, ValueError) as exc:  # idna.IDNAError is a UnicodeError
-        raise FetchError("bad_url", f"host is not valid IDNA: {exc}") from None
+        return canonical_host(host)
+    except InvalidHost as exc:
+        raise FetchError("bad_url", str(exc)) from None
 
 
 def _parse_ipv6(host: str) -> ipaddress.IPv6Address:
     try:
-        return ipaddress.IPv6Address(host)
-    except ValueError:
-        raise FetchError("bad_url", f"invalid IPv6 literal {host[:80]!r}") from None
+        return parse_ipv6(host)
+    except InvalidHost as exc:
+        raise FetchError("bad_url", str(exc)) from None
 
 
 def _ipv4_literal(host: str) -> ipaddress.IPv4Address | None:
-    """Parse ``host`` as IPv4 in any form ``inet_aton`` accepts (``2130706433``, ``0177.0.0.1``,
-    ``0x7f.0.0.1``, ``127.1``); ``None`` when it is a name (its last label is not a number).
-
-    As in the WHATWG URL standard, a host whose last label is a number must be a valid address:
-    ``FetchError("bad_url")`` otherwise (``1.2.3.4.5``, ``08.0.0.1``, ``256.0.0.1``, ``example.123``).
-    """
-    labels = host.split(".")
-    if len(labels) > 1 and labels[-1] == "":
-        labels.pop()
-    if not _NUMBER.match(labels[-1]):
-        return None
-    if len(labels) > 4 or not all(_NUMBER.match(label) for label in labels):
-        raise FetchError("bad_url", f"invalid IPv4 literal {host[:80]!r}")
     try:
-        numbers = [_ipv4_number(label) for label in labels]
-    except ValueError:
-        raise FetchError("bad_url", f"invalid IPv4 literal {host[:80]!r}") from None
-    *head, last = numbers
-    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
-        raise FetchError("bad_url", f"IPv4 literal out of range {host[:80]!r}")
-    value = sum(n << (8 * (3 - i)) for i, n in enumerate(head)) + last
-    return ipaddress.IPv4Address(value)
-
-
-def _ipv4_number(label: str) -> int:
-    if label.startswith("0x"):
-        return int(label[2:] or "0", 16)
-    if len(label) > 1 and label.startswith("0"):
-        return int(label, 8)  # ValueError for 08, 09
-    return int(label)
+        return ipv4_literal(host)
+    except InvalidHost as exc:
+        raise FetchError("bad_url", str(exc)) from None
 
 
 def host_literal(host: str) -> IPAddress | None:

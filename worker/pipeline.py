@@ -34,8 +34,9 @@ from db.session import transaction
 from db.verdicts import VerdictRow, upsert_verdicts, verdicts_by_content
 from detector import Detector, Verdict
 from detector.backends import CPU_FORWARD_BATCH
+from detector.decode_budget import decode_within_budget, process_budget
 from detector.errors import DecodeError
-from detector.preprocess import decode_image, draft_target
+from detector.preprocess import draft_target
 from worker.errors import FetchError, ScoreError
 from worker.fetch import FetchResult
 from worker.provenance import extract_provenance
@@ -225,8 +226,9 @@ def _decode(image_id: int, fetched: FetchResult | FetchError, ctx: ScoringContex
     if isinstance(fetched, FetchError):
         return fetched
     try:
-        image = decode_image(fetched.content, ctx.settings.max_image_pixels,
-                             target_short_side=draft_target(ctx.detector.config.crop))
+        budget = process_budget(max(1, ctx.settings.decode_memory_mb))
+        image = decode_within_budget(fetched.content, budget, ctx.settings.max_image_pixels,
+                                     target_short_side=draft_target(ctx.detector.config.crop))
         tensor = ctx.detector.preprocess(image)
     except DecodeError as exc:
         return exc

@@ -25,6 +25,7 @@ from db.session import make_engine, make_session_factory, transaction
 from detector import Detector
 from detector.backends import forward_batch_size, load_detector
 from detector.checkpoint import resolve_checkpoint
+from detector.decode_budget import return_large_blocks_to_the_os
 from worker.pipeline import Fetcher, ScoringContext
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class WorkerRuntime:
         from worker.fetch import SafeFetcher
 
         self.settings = settings or get_settings()
+        return_large_blocks_to_the_os()  # decoded rasters go back to the OS, not to per-thread arenas
         torch.set_num_threads(self.settings.intra_op_threads())
         self.engine = make_engine(self.settings.database_url_plain)
         self.sessions = make_session_factory(self.engine)

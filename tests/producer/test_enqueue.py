@@ -25,11 +25,11 @@ class RecordingSender:
 
 
 def test_read_url_lines_plain_and_csv() -> None:
-    plain = io.StringIO("http://a.example/1.jpg\n\n# comment\nhttp://a.example/2.jpg\n")
+    plain = io.BytesIO(b"http://a.example/1.jpg\n\n# comment\nhttp://a.example/2.jpg\n")
     assert [u.strip() for u in read_url_lines(plain)] == ["http://a.example/1.jpg", "http://a.example/2.jpg"]
-    table = io.StringIO("id,url,alt\n1,http://a.example/1.jpg,x\n2,http://a.example/2.jpg,y\n")
+    table = io.BytesIO(b"id,url,alt\n1,http://a.example/1.jpg,x\n2,http://a.example/2.jpg,y\n")
     assert list(read_url_lines(table)) == ["http://a.example/1.jpg", "http://a.example/2.jpg"]
-    single = io.StringIO("url\nhttp://a.example/3.jpg\n")
+    single = io.BytesIO(b"url\nhttp://a.example/3.jpg\n")
     assert [u.strip() for u in read_url_lines(single)] == ["http://a.example/3.jpg"]
 
 
