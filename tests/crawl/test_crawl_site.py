@@ -32,8 +32,10 @@ from tests.crawl.site import (
     EXPECTED_IMAGES,
     EXPECTED_PAGES,
     EXTERNAL,
+    FOUND_AS,
     MAX_PAGE_BYTES,
     NEVER_FETCHED,
+    STYLESHEETS,
     Site,
 )
 from tests.worker.http_server import loopback_only
@@ -74,6 +76,8 @@ def assert_crawled(site: Site, sessions: sessionmaker[Session], job_id: int) -> 
         assert (job.kind, job.submitted, job.accepted) == ("crawl", len(EXPECTED_IMAGES), len(EXPECTED_IMAGES))
     for path in NEVER_FETCHED:
         assert site.server.count(path) == 0, path
+    for path in STYLESHEETS:
+        assert site.server.count(path) == 1, f"{path} fetched {site.server.count(path)} times"
     for path, (_, _, code) in EXPECTED_PAGES.items():
         if code != "robots_disallowed":
             assert site.server.count(path) == 1, f"{path} fetched {site.server.count(path)} times"
@@ -81,12 +85,14 @@ def assert_crawled(site: Site, sessions: sessionmaker[Session], job_id: int) -> 
 
 def _assert_sources(site: Site, session: Session, job_id: int) -> None:
     """Each image remembers the page(s) it was found on and its alt text."""
-    rows = session.execute(select(Image.url, Page.url, ImageSource.alt_text)
+    rows = session.execute(select(Image.url, Page.url, ImageSource.alt_text, ImageSource.found_as)
                            .join(ImageSource, ImageSource.image_id == Image.id)
                            .join(Page, Page.id == ImageSource.page_id).where(Page.job_id == job_id)).all()
     sources: dict[str, set[str]] = {}
     alts: dict[str, str | None] = {}
-    for image_url, page_url, alt in rows:
+    found_as: dict[str, str | None] = {}
+    for image_url, page_url, alt, how in rows:
+        found_as[urlsplit(image_url).path] = how
         sources.setdefault(urlsplit(image_url).path, set()).add(urlsplit(page_url).path)
         alts[urlsplit(image_url).path] = alt or alts.get(urlsplit(image_url).path)
     assert set(sources) == EXPECTED_IMAGES
@@ -96,12 +102,13 @@ def _assert_sources(site: Site, session: Session, job_id: int) -> None:
     assert alts["/img/plain.jpg"] == "A plain photo"
     assert alts["/deep/b.jpg"] == "B, deep"
     assert alts["/img/pic-large.webp"] == "Picture"
+    assert {path: found_as[path] for path in FOUND_AS} == FOUND_AS
 
 
 def assert_polite(site: Site, concurrency: int = 1) -> None:
     """Crawl-delay between two crawler requests to the host, and never more requests in flight than allowed."""
     requests = site.crawler_requests()
-    assert len(requests) == 15, " ".join(r[0] for r in requests)
+    assert len(requests) == 14 + len(STYLESHEETS), " ".join(r[0] for r in requests)
     gaps = [b[1] - a[1] for a, b in zip(requests, requests[1:], strict=False)]
     assert min(gaps) >= CRAWL_DELAY_S, list(zip([r[0] for r in requests[1:]], gaps, strict=True))
     spans = site.crawler_requests(hops=True)
