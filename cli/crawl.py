@@ -25,7 +25,8 @@ MiB = 1024 * 1024
 def crawl(
     seeds: list[str] = typer.Argument(None, help="Start pages (http/https URLs)."),
     max_pages: int = typer.Option(100, "--max-pages", min=1, help="HTML pages to fetch at most."),
-    max_depth: int = typer.Option(2, "--max-depth", min=0, help="Links to follow from a seed (0: seeds only)."),
+    max_depth: int = typer.Option(50, "--max-depth", min=0,
+                                  help="Links to follow from a seed (0: seeds only); pages go breadth-first."),
     same_host: bool = typer.Option(True, "--same-host/--any-host",
                                    help="Stay on the seeds' hosts (and --allow-domain), or follow links anywhere."),
     allow_domain: list[str] = typer.Option([], "--allow-domain",
@@ -35,6 +36,11 @@ def crawl(
     sitemaps: bool = typer.Option(True, "--sitemaps/--no-sitemaps",
                                   help="Read the sitemaps robots.txt lists (else /sitemap.xml) of each seed host."),
     sitemap: list[str] = typer.Option([], "--sitemap", help="Also read this sitemap URL (repeatable)."),
+    sitemap_only: bool = typer.Option(False, "--sitemap-only",
+                                      help="Crawl exactly the sitemaps' pages (seeds only locate the sitemaps)."),
+    only: str | None = typer.Option(None, "--only", metavar="KINDS",
+                                    help="Keep only images found as these, comma-separated: "
+                                         "img,srcset,css,icon,meta,link,sitemap."),
     delay: float = typer.Option(1.0, "--delay", min=0.0,
                                 help="Seconds between two requests to one host (robots.txt Crawl-delay may ask more)."),
     host_concurrency: int = typer.Option(2, "--host-concurrency", min=1, help="Requests in flight per host."),
@@ -59,6 +65,7 @@ def crawl(
             re.compile(pattern)
         except re.error as exc:
             raise typer.BadParameter(f"--deny-pattern {pattern!r}: {exc}") from exc
+    kinds = _only_kinds(only)
     for url in [*(seeds or []), *sitemap]:
         try:
             normalise_url(url)
@@ -67,7 +74,8 @@ def crawl(
     config = CrawlConfig(
         seeds=tuple(seeds or ()), max_pages=max_pages, max_depth=max_depth, same_host=same_host,
         allow_domains=tuple(allow_domain), deny_patterns=tuple(deny_pattern), use_sitemaps=sitemaps,
-        sitemaps=tuple(sitemap), min_delay_s=delay, host_concurrency=host_concurrency,
+        sitemaps=tuple(sitemap), sitemap_only=sitemap_only, only=kinds, min_delay_s=delay,
+        host_concurrency=host_concurrency,
         max_page_bytes=int(max_page_mib * MiB), batch_size=batch_size, max_queued=0 if local else max_queued,
         rescore=rescore,
     )
@@ -75,6 +83,19 @@ def crawl(
         _crawl_local(config, checkpoint, resume)
     else:
         _crawl_celery(config, resume, follow)
+
+
+def _only_kinds(only: str | None) -> tuple[str, ...]:
+    """``--only img,css`` as FoundAs values; raises ``BadParameter`` for an unknown kind."""
+    from producer.crawl.discover import FoundAs
+
+    if not only:
+        return ()
+    kinds = tuple(dict.fromkeys(k.strip().lower() for k in only.split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in {f.value for f in FoundAs}]
+    if unknown:
+        raise typer.BadParameter(f"--only: unknown {', '.join(unknown)} (known: {', '.join(FoundAs)})")
+    return kinds
 
 
 def _crawl_local(config: CrawlConfig, checkpoint: Path | None, resume: int | None) -> None:

@@ -18,6 +18,9 @@ class PageKind(enum.StrEnum):
     HTML = "html"
     SITEMAP = "sitemap"
     ROBOTS = "robots"
+    RESOURCE = "resource"  # queued as a page, but served as something else (an image, a PDF): not parsed
+    ALIAS = "alias"  # another URL of a page already crawled (rel=canonical): never fetched
+    STYLESHEET = "stylesheet"  # fetched for its images only, never a row (a fetch policy, not a handler)
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,12 @@ class CrawlConfig:
 
     seeds: tuple[str, ...]
     max_pages: int = 100  # html page rows per job (robots and sitemap rows not counted)
-    max_depth: int = 2  # links followed from a seed; sitemap pages count as depth 1
+    max_depth: int = 50  # links followed from a seed, breadth-first (max_pages bounds a site); sitemap pages are seeds
     same_host: bool = True  # only the seeds' hosts and allow_domains; False: any host
     allow_domains: tuple[str, ...] = ()  # these domains and their subdomains are in scope too
     deny_patterns: tuple[str, ...] = ()  # regular expressions; a matching page URL is never fetched
-    use_sitemaps: bool = True  # read robots.txt's sitemaps (or /sitemap.xml) of each seed host
+    use_sitemaps: bool = True  # read robots.txt's sitemaps (else /sitemap.xml, /sitemap_index.xml) of each seed host
+    sitemap_only: bool = False  # crawl exactly the sitemaps' pages: seeds only locate them, links are not followed
     sitemaps: tuple[str, ...] = ()  # more sitemaps to read
     max_sitemaps: int = 50  # sitemap rows per job (indexes and their children)
     min_delay_s: float = 1.0  # between two requests to one host; robots.txt Crawl-delay may ask for more
@@ -39,6 +43,9 @@ class CrawlConfig:
     max_page_bytes: int = 5 * 1024 * 1024
     max_sitemap_bytes: int = 50 * 1024 * 1024  # decompressed, as the sitemap protocol allows
     max_robots_bytes: int = 512 * 1024
+    max_stylesheets: int = 16  # linked and @imported stylesheets read per page (same site only)
+    max_stylesheet_bytes: int = 1024 * 1024
+    only: tuple[str, ...] = ()  # FoundAs values of the images to keep (empty: all)
     batch_size: int = 64  # image ids per detect message
     max_queued: int = 1000  # backpressure: wait while the detect queue is longer (0: never wait)
     rescore: bool = False

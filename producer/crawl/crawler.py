@@ -26,13 +26,14 @@ from db.registry import active_model
 from db.session import transaction
 from producer.crawl import frontier
 from producer.crawl.config import CrawlConfig, PageKind
-from producer.crawl.discover import FoundImage, discover
+from producer.crawl.discover import FoundAs, FoundImage, discover
 from producer.crawl.errors import PageError
 from producer.crawl.frontier import ClaimedPage, NewPage
 from producer.crawl.pagefetch import DocumentFetchers
 from producer.crawl.politeness import HostBusy, HostGate
 from producer.crawl.robots import RobotsCache, RobotsRules, agent_token, origin_of, robots_url
 from producer.crawl.sitemaps import parse_sitemap
+from producer.crawl.styles import StylesheetCache, StylesheetLoader
 from producer.enqueue import BatchSender, EnqueueOptions, send_in_batches
 from worker.errors import ScoreError
 from worker.fetch import FetchResult
@@ -54,6 +55,7 @@ class CrawlContext:
     images: BatchSender  # where detect batches go
     lease_s: float = LEASE_S
     configs: dict[int, CrawlConfig] = field(default_factory=dict)  # job id -> config, read once
+    stylesheets: StylesheetCache = field(default_factory=StylesheetCache)  # parsed CSS, shared by this process's pages
 
     @property
     def agent(self) -> str:
@@ -158,8 +160,9 @@ def _crawl_html(page: ClaimedPage, config: CrawlConfig, ctx: CrawlContext) -> Fo
     final = _normalised(result.final_url)
     if final is None or (final.url != page.url and not config.scope.allows(final.url, final.domain)):
         raise PageError("out_of_scope", f"redirected to {result.final_url[:300]}")
-    links = discover(result.content, result.final_url, ctx.settings.max_url_length)
-    found = Found(images=links.images, http_status=result.status, content_type=result.content_type)
+    styles = StylesheetLoader(config, ctx.stylesheets, _stylesheet_download(config, rules, ctx))
+    links = discover(result.content, result.final_url, ctx.settings.max_url_length, styles=styles)
+    found = Found(images=_wanted(links.images, config), http_status=result.status, content_type=result.content_type)
     if page.depth < config.max_depth:
         found.pages = _in_scope(links.links, config, page.depth + 1, PageKind.HTML)
     return found
@@ -176,7 +179,8 @@ def _crawl_sitemap(page: ClaimedPage, config: CrawlConfig, ctx: CrawlContext) ->
     for image_url, page_url in content.images:
         image, on_page = _normalised(image_url), _normalised(page_url)
         if image is not None:
-            found.images.append(FoundImage(image, None, on_page.url if on_page else None))
+            found.images.append(FoundImage(image, None, on_page.url if on_page else None, FoundAs.SITEMAP))
+    found.images = _wanted(found.images, config)
     return found
 
 
@@ -219,13 +223,37 @@ def _allowed_rules(page: ClaimedPage, config: CrawlConfig, ctx: CrawlContext) ->
     return rules
 
 
+def _delay_s(config: CrawlConfig, rules: RobotsRules, ctx: CrawlContext) -> float:
+    """The larger of our delay and the site's (capped)."""
+    asked = rules.delay_s(ctx.agent) or 0.0
+    return max(config.min_delay_s, min(asked, config.max_crawl_delay_s))
+
+
 def _fetch(page: ClaimedPage, config: CrawlConfig, rules: RobotsRules, ctx: CrawlContext) -> FetchResult:
     """Download the page in a slot of its host, spaced by the larger of our delay and the site's."""
-    asked = rules.delay_s(ctx.agent) or 0.0
-    delay = max(config.min_delay_s, min(asked, config.max_crawl_delay_s))
     limit = config.max_page_bytes if page.kind is PageKind.HTML else config.max_sitemap_bytes
-    with ctx.gate.slot(page.domain, delay, config.host_concurrency):
+    with ctx.gate.slot(page.domain, _delay_s(config, rules, ctx), config.host_concurrency):
         return ctx.fetchers.fetch(page.kind, page.url, limit)
+
+
+def _stylesheet_download(config: CrawlConfig, rules: RobotsRules,
+                         ctx: CrawlContext) -> Callable[[str, int], tuple[str, bytes]]:
+    """Stylesheets are fetched like pages: the safe fetcher, in a politeness slot of their host."""
+
+    def download(url: str, max_bytes: int) -> tuple[str, bytes]:
+        host = urlsplit(url).hostname or ""
+        with ctx.gate.slot(host, _delay_s(config, rules, ctx), config.host_concurrency):
+            result = ctx.fetchers.fetch(PageKind.STYLESHEET, url, max_bytes)
+        return result.final_url, result.content
+
+    return download
+
+
+def _wanted(images: list[FoundImage], config: CrawlConfig) -> list[FoundImage]:
+    """The images ``--only`` keeps (all when it is empty)."""
+    if not config.only:
+        return images
+    return [image for image in images if image.found_as.value in config.only]
 
 
 # ---- recording -----------------------------------------------------------------------------------------------

@@ -244,16 +244,20 @@ def _link_sources(session: Session, job_id: int, page_id: int, images: Sequence[
         chunk = page_urls[start : start + CHUNK]
         pages.update(session.execute(select(Page.url, Page.id).where(Page.job_id == job_id, Page.url.in_(chunk)))
                      .tuples().all())
-    rows: dict[tuple[int, int], str | None] = {}
+    rows: dict[tuple[int, int], dict[str, object]] = {}
     for image in images:
         key = (ids[image.url.url_hash], pages.get(image.page_url, page_id) if image.page_url else page_id)
-        if rows.get(key) is None:
-            rows[key] = image.alt
-    items = [{"image_id": i, "page_id": p, "alt_text": alt} for (i, p), alt in rows.items()]
+        row = rows.setdefault(key, {"image_id": key[0], "page_id": key[1], "alt_text": None,
+                                    "found_as": image.found_as.value})
+        if row["alt_text"] is None:
+            row["alt_text"] = image.alt
+    items = list(rows.values())
+    table = ImageSource.__table__
     for start in range(0, len(items), CHUNK):
-        stmt = insert_for(session, ImageSource.__table__)
-        keep = func.coalesce(stmt.excluded.alt_text, ImageSource.__table__.c.alt_text)
-        stmt = stmt.on_conflict_do_update(index_elements=["image_id", "page_id"], set_={"alt_text": keep})
+        stmt = insert_for(session, table)
+        keep = {"alt_text": func.coalesce(stmt.excluded.alt_text, table.c.alt_text),
+                "found_as": func.coalesce(table.c.found_as, stmt.excluded.found_as)}
+        stmt = stmt.on_conflict_do_update(index_elements=["image_id", "page_id"], set_=keep)
         session.execute(stmt, items[start : start + CHUNK])
 
 

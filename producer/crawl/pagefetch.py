@@ -1,8 +1,8 @@
 """Page downloads through the safe downloader: :class:`worker.fetch.SafeFetcher` with a document media policy.
 
 Same SSRF guard, redirect handling, timeouts and bounded (decompressed) size as image downloads; what
-differs is which Content-Types are accepted (HTML for pages, XML/gzip/text for sitemaps, anything for
-robots.txt) and the byte limit. A refused type ends before the body is read.
+differs is which Content-Types are accepted (HTML for pages, XML/gzip/text for sitemaps, CSS for stylesheets,
+anything for robots.txt) and the byte limit. A refused type ends before the body is read.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ POLICIES: dict[PageKind, MediaPolicy] = {
     PageKind.SITEMAP: MediaPolicy(lambda media: media is None or media in SITEMAP_TYPES or media.endswith("+xml"),
                                   "bad_sitemap"),
     PageKind.ROBOTS: MediaPolicy(lambda media: True, "bad_robots"),
+    PageKind.STYLESHEET: MediaPolicy(lambda media: media in (None, "text/css", "text/plain"), "not_css"),
 }
 
 

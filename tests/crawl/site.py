@@ -26,6 +26,13 @@ INDEX = """<!doctype html>
 <html><head><title>Test site</title>
 <meta property="og:image" content="/img/og.jpg">
 <meta name="twitter:image" content="{base}/img/twitter.jpg">
+<link rel="stylesheet" href="/css/site.css">
+<link rel="icon" href="/img/favicon.png"><link rel="apple-touch-icon" href="/img/touch.png">
+<link rel="mask-icon" href="/mask.svg" color="#000">
+<style>.hero {{ background-image: url(/img/style-block.jpg) }}
+  .unused-rule {{ background: url(/img/unused.jpg) }}</style>
+<script type="application/ld+json">{{"@context": "https://schema.org", "@type": "Article",
+  "image": {{"@type": "ImageObject", "url": "/img/ld.jpg"}}}}</script>
 </head><body>
 <h1>Images in every form</h1>
 <img src="/img/plain.jpg" alt="A plain   photo">
@@ -44,6 +51,13 @@ INDEX = """<!doctype html>
 <img src="/img/plain.jpg" alt="the same again">
 <img src="/img/../img/plain.jpg#fragment">
 <img src="/logo.svg" alt="vector logo">
+<div class="hero" style="background-image: url('/img/inline-hero.jpg')"></div>
+<div style="background-image: image-set('/img/set-1x.jpg' 1x, '/img/set-2x.jpg' 2x)"></div>
+<div class="card"></div>
+<video poster="/img/poster.jpg"></video>
+<input type="image" src="/img/button.png" alt="go">
+<object type="image/png" data="/img/object.png"></object>
+<noscript><img src="/img/noscript.jpg"></noscript>
 <a href="/img/linked.png">full size</a>
 <a href="/a.html">A</a>
 <a href="/private/secret.html">secret</a>
@@ -58,7 +72,7 @@ INDEX = """<!doctype html>
 </body></html>
 """
 
-A_PAGE = """<html><head><base href="/deep/"></head><body>
+A_PAGE = """<html><head><base href="/deep/"><link rel="stylesheet" href="/css/site.css"></head><body>
 <img src="b.jpg" alt="B, deep">
 <a href="c.html">C</a>
 <a href="/img/linked.png">the same image, linked from here too</a>
@@ -72,6 +86,17 @@ FROM_SITEMAP = '<html><body><img src="/img/from-sitemap-page.jpg"></body></html>
 GZ_PAGE = '<html><body><img src="/img/gz-page.jpg"></body></html>'
 BROKEN = (b"<html><body><div><p>unclosed <img src=\"/img/broken-1.jpg\" alt=broken <table><tr><td>"
           b"<img src='/img/broken-2.jpg'></span></div></i>&bogus; \xff\xfe <a href=\"/missing.html\"")
+
+SITE_CSS = """@import "extra.css";
+/* .card { background: url(/img/commented-out.jpg) } */
+.card { background: #fff url(../img/sheet-card.jpg) no-repeat }
+.nomatch { background-image: url(/img/sheet-unused.jpg) }
+@font-face { font-family: x; src: url(/font.woff) }
+"""
+EXTRA_CSS = """@import url(/css/deeper.css);
+@media (min-width: 10px) { .card:hover { background-image: url(/img/imported.jpg) } }
+"""
+DEEPER_CSS = ".card { background: url(/img/too-deep-import.jpg) }"
 
 SITEMAP_INDEX = """<?xml version="1.0" encoding="UTF-8"?>
 <sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
@@ -103,7 +128,16 @@ EXPECTED_IMAGES = {
     "/img/lazy-original.jpg", "/img/native-lazy.jpg", "/img/linked.png", "/deep/b.jpg", "/img/c.jpg",
     "/img/target.jpg", "/img/broken-1.jpg", "/img/broken-2.jpg", "/img/sitemap-image.jpg",
     "/img/from-sitemap-page.jpg", "/img/gz-page.jpg",
+    # CSS, posters, icons, inputs, objects, noscript, JSON-LD
+    "/img/favicon.png", "/img/touch.png", "/img/style-block.jpg", "/img/ld.jpg", "/img/inline-hero.jpg",
+    "/img/set-2x.jpg", "/img/poster.jpg", "/img/button.png", "/img/object.png", "/img/noscript.jpg",
+    "/img/sheet-card.jpg", "/img/imported.jpg",
 }
+FOUND_AS = {"/img/plain.jpg": "img", "/img/w-large.jpg": "srcset", "/img/og.jpg": "meta", "/img/ld.jpg": "meta",
+            "/img/favicon.png": "icon", "/img/sheet-card.jpg": "css", "/img/set-2x.jpg": "css",
+            "/img/imported.jpg": "css", "/img/poster.jpg": "img", "/img/linked.png": "link",
+            "/img/sitemap-image.jpg": "sitemap"}
+STYLESHEETS = ("/css/site.css", "/css/extra.css")  # fetched once each, though two pages link site.css
 
 # path -> (kind, status, error code) of every page row the crawl must end with
 EXPECTED_PAGES = {
@@ -121,11 +155,12 @@ EXPECTED_PAGES = {
     "/private/secret.html": ("html", "failed", "robots_disallowed"),
     "/loop-a": ("html", "failed", "redirect_loop"),
     "/huge.html": ("html", "failed", "too_large"),
-    "/doc.pdf": ("html", "failed", "not_html"),
     "/missing.html": ("html", "failed", "http_404"),
 }
 NEVER_FETCHED = ("/private/secret.html", "/deep/d.html", "/img/secret.jpg", "/img/d-too-deep.jpg", "/logo.svg",
-                 "/img/placeholder.gif", "/img/fallback.jpg", "/img/w-small.jpg", "/img/x1.jpg")
+                 "/img/placeholder.gif", "/img/fallback.jpg", "/img/w-small.jpg", "/img/x1.jpg", "/doc.pdf",
+                 "/img/unused.jpg", "/img/sheet-unused.jpg", "/img/set-1x.jpg", "/css/deeper.css",
+                 "/img/too-deep-import.jpg", "/img/commented-out.jpg", "/mask.svg", "/font.woff")
 REDIRECT_HOPS = ("/redirect-2", "/target.html", "/loop-b")  # followed inside one fetch, not spaced
 
 
@@ -173,6 +208,9 @@ def build_site(server: LocalHTTPServer) -> Site:
         "/from-sitemap.html": html(FROM_SITEMAP), "/gz-page.html": html(GZ_PAGE),
         "/huge.html": html("<html><body>" + "<p>padding</p>" * (MAX_PAGE_BYTES // 10)
                            + '<img src="/img/huge.jpg"></body></html>'),
+        "/css/site.css": Reply(200, {"Content-Type": "text/css"}, SITE_CSS.encode()),
+        "/css/extra.css": Reply(200, {"Content-Type": "text/css; charset=utf-8"}, EXTRA_CSS.encode()),
+        "/css/deeper.css": Reply(200, {"Content-Type": "text/css"}, DEEPER_CSS.encode()),
         "/doc.pdf": Reply(200, {"Content-Type": "application/pdf"}, b"%PDF-1.4 not really"),
         "/missing.html": Reply(404, {"Content-Type": "text/html"}, b"<html><body>not here</body></html>"),
         "/redirect-1": redirect("/redirect-2", 302), "/redirect-2": redirect(f"{base}/target.html", 301),

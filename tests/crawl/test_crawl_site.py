@@ -32,8 +32,10 @@ from tests.crawl.site import (
     EXPECTED_IMAGES,
     EXPECTED_PAGES,
     EXTERNAL,
+    FOUND_AS,
     MAX_PAGE_BYTES,
     NEVER_FETCHED,
+    STYLESHEETS,
     Site,
 )
 from tests.worker.http_server import loopback_only
@@ -58,8 +60,9 @@ def _traceback(result) -> str:  # type: ignore[no-untyped-def]
     return "".join(traceback.format_exception(*result.exc_info)) if result.exc_info else ""
 
 
-def assert_crawled(site: Site, sessions: sessionmaker[Session], job_id: int) -> None:
-    """The exact images and pages the crawl must end with, and the requests it must never have made."""
+def assert_crawled(site: Site, sessions: sessionmaker[Session], job_id: int, processes: int = 1) -> None:
+    """The exact images and pages the crawl must end with, and the requests it must never have made
+    (stylesheets: once per crawling process, which caches them)."""
     with sessions() as session:
         images = set(session.scalars(select(Image.url).join(JobImage).where(JobImage.job_id == job_id)))
         assert images == {site.url(path) for path in EXPECTED_IMAGES}
@@ -74,6 +77,8 @@ def assert_crawled(site: Site, sessions: sessionmaker[Session], job_id: int) -> 
         assert (job.kind, job.submitted, job.accepted) == ("crawl", len(EXPECTED_IMAGES), len(EXPECTED_IMAGES))
     for path in NEVER_FETCHED:
         assert site.server.count(path) == 0, path
+    for path in STYLESHEETS:
+        assert 1 <= site.server.count(path) <= processes, f"{path} fetched {site.server.count(path)} times"
     for path, (_, _, code) in EXPECTED_PAGES.items():
         if code != "robots_disallowed":
             assert site.server.count(path) == 1, f"{path} fetched {site.server.count(path)} times"
@@ -81,12 +86,14 @@ def assert_crawled(site: Site, sessions: sessionmaker[Session], job_id: int) -> 
 
 def _assert_sources(site: Site, session: Session, job_id: int) -> None:
     """Each image remembers the page(s) it was found on and its alt text."""
-    rows = session.execute(select(Image.url, Page.url, ImageSource.alt_text)
+    rows = session.execute(select(Image.url, Page.url, ImageSource.alt_text, ImageSource.found_as)
                            .join(ImageSource, ImageSource.image_id == Image.id)
                            .join(Page, Page.id == ImageSource.page_id).where(Page.job_id == job_id)).all()
     sources: dict[str, set[str]] = {}
     alts: dict[str, str | None] = {}
-    for image_url, page_url, alt in rows:
+    found_as: dict[str, str | None] = {}
+    for image_url, page_url, alt, how in rows:
+        found_as[urlsplit(image_url).path] = how
         sources.setdefault(urlsplit(image_url).path, set()).add(urlsplit(page_url).path)
         alts[urlsplit(image_url).path] = alt or alts.get(urlsplit(image_url).path)
     assert set(sources) == EXPECTED_IMAGES
@@ -96,12 +103,15 @@ def _assert_sources(site: Site, session: Session, job_id: int) -> None:
     assert alts["/img/plain.jpg"] == "A plain photo"
     assert alts["/deep/b.jpg"] == "B, deep"
     assert alts["/img/pic-large.webp"] == "Picture"
+    assert {path: found_as[path] for path in FOUND_AS} == FOUND_AS
 
 
-def assert_polite(site: Site, concurrency: int = 1) -> None:
+def assert_polite(site: Site, concurrency: int = 1, processes: int = 1) -> None:
     """Crawl-delay between two crawler requests to the host, and never more requests in flight than allowed."""
     requests = site.crawler_requests()
-    assert len(requests) == 15, " ".join(r[0] for r in requests)
+    sheets = sum(1 for r in requests if r[0] in STYLESHEETS)
+    assert len(requests) - sheets == 14, " ".join(r[0] for r in requests)
+    assert len(STYLESHEETS) <= sheets <= len(STYLESHEETS) * processes
     gaps = [b[1] - a[1] for a, b in zip(requests, requests[1:], strict=False)]
     assert min(gaps) >= CRAWL_DELAY_S, list(zip([r[0] for r in requests[1:]], gaps, strict=True))
     spans = site.crawler_requests(hops=True)
@@ -175,8 +185,8 @@ def test_two_celery_crawl_workers_share_one_job(site: Site, pg_url: str, crawl_r
         return not row["pages_pending"] and not row["images_pending"]
 
     wait_until(finished, timeout_s=90, what="crawl and scoring of the test site")
-    assert_crawled(site, sessions, job_id)
-    assert_polite(site)
+    assert_crawled(site, sessions, job_id, processes=len(crawlers))
+    assert_polite(site, processes=len(crawlers))
     assert_scored(sessions, job_id)
     for worker in crawlers:  # both crawl workers took pages of the one job
         assert worker.log().count("Task producer.crawl_page[") >= 2, worker.log()[-3000:]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from aidetect.settings import Settings
-from db.models import Image, Page, WorkStatus, utcnow
+from db.models import Image, ImageSource, Page, WorkStatus, utcnow
 from db.session import make_engine, make_session_factory, transaction
 from producer.crawl import frontier
 from producer.crawl.config import CrawlConfig
@@ -142,3 +142,31 @@ def test_local_loop_resumes_a_stopped_crawl(server: LocalHTTPServer, sqlite_url:
         statuses = {p.url: p.status for p in session.scalars(select(Page))}
     assert statuses[server.url("/")] is WorkStatus.DONE and statuses[server.url("/b")] is WorkStatus.DONE
     assert sorted(len(b) for b in ctx.images.batches) == [1, 1]  # type: ignore[attr-defined]
+
+
+def test_only_keeps_the_kinds_asked_for_and_records_found_as(server: LocalHTTPServer, sqlite_url: str) -> None:
+    server.route("/", Reply(200, HTML, b'<link rel="stylesheet" href="/s.css"><link rel="icon" href="/i.png">'
+                                      b'<meta property="og:image" content="/og.jpg"><img src="/img.jpg">'
+                                      b'<div class="c"></div><a href="/full.jpg">full</a>'))
+    server.route("/s.css", Reply(200, {"Content-Type": "text/css"}, b".c { background: url(c.jpg) }"))
+    ctx = context(sqlite_url)
+    seed, _ = seed_page(ctx, server.url("/"), use_sitemaps=False, only=("css", "icon"))
+    assert process_page(seed, ctx).images_found == 2
+    with ctx.sessions() as session:
+        found = set(session.execute(select(Image.url, ImageSource.found_as).join(ImageSource)).tuples())
+    assert found == {(server.url("/c.jpg"), "css"), (server.url("/i.png"), "icon")}
+    assert server.count("/s.css") == 1 and server.count("/img.jpg") == 0
+
+
+def test_a_stylesheet_that_fails_leaves_the_page_done(server: LocalHTTPServer, sqlite_url: str) -> None:
+    server.route("/", Reply(200, HTML, b'<link rel="stylesheet" href="/gone.css"><link rel="stylesheet" '
+                                      b'href="/page.css"><link rel="stylesheet" href="http://cdn.invalid/x.css">'
+                                      b'<img src="/a.jpg">'))
+    server.route("/page.css", Reply(200, HTML, b"<html>not css</html>"))
+    ctx = context(sqlite_url)
+    seed, _ = seed_page(ctx, server.url("/"), use_sitemaps=False)
+    outcome = process_page(seed, ctx)
+    assert (outcome.status, outcome.images_found) == (PageStatus.DONE, 1)
+    assert server.count("/gone.css") == 1 and server.count("/page.css") == 1  # the CDN's is out of scope
+    process_page(seed_page(ctx, server.url("/"), use_sitemaps=False)[0], ctx)  # a second job, same process
+    assert server.count("/gone.css") == 1 and server.count("/page.css") == 1  # failures are cached too
