@@ -36,8 +36,6 @@ def crawl(
     sitemaps: bool = typer.Option(True, "--sitemaps/--no-sitemaps",
                                   help="Read the sitemaps robots.txt lists (else /sitemap.xml) of each seed host."),
     sitemap: list[str] = typer.Option([], "--sitemap", help="Also read this sitemap URL (repeatable)."),
-    sitemap_only: bool = typer.Option(False, "--sitemap-only",
-                                      help="Crawl exactly the sitemaps' pages (seeds only locate the sitemaps)."),
     only: str | None = typer.Option(None, "--only", metavar="KINDS",
                                     help="Keep only images found as these, comma-separated: "
                                          "img,srcset,css,icon,meta,link,sitemap."),
@@ -74,7 +72,7 @@ def crawl(
     config = CrawlConfig(
         seeds=tuple(seeds or ()), max_pages=max_pages, max_depth=max_depth, same_host=same_host,
         allow_domains=tuple(allow_domain), deny_patterns=tuple(deny_pattern), use_sitemaps=sitemaps,
-        sitemaps=tuple(sitemap), sitemap_only=sitemap_only, only=kinds, min_delay_s=delay,
+        sitemaps=tuple(sitemap), only=kinds, min_delay_s=delay,
         host_concurrency=host_concurrency,
         max_page_bytes=int(max_page_mib * MiB), batch_size=batch_size, max_queued=0 if local else max_queued,
         rescore=rescore,
