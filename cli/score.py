@@ -38,7 +38,6 @@ def score(
     from aidetect.settings import get_settings
     from cli.common import open_database
     from db.results import ResultFilter, query_results
-    from detector.errors import CheckpointError
     from producer.enqueue import EnqueueOptions, enqueue_urls
     from worker.embedded import InProcessSender, LocalFileFetcher, expand_inputs, normalise_input
     from worker.fetch import SafeFetcher
@@ -49,11 +48,7 @@ def score(
     urls = list(expand_inputs(inputs, sys.stdin if "-" in inputs else ()))
     fetcher = LocalFileFetcher(SafeFetcher(settings), settings.max_image_bytes)
     runtime = WorkerRuntime(settings, fetcher=fetcher, pinned_checkpoint=checkpoint)
-    try:
-        runtime.models.current()
-    except CheckpointError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    runtime.models.current()  # a missing or corrupt checkpoint stops here, before any row is written
     options = EnqueueOptions(
         batch_size=batch_size, max_queued=0, rescore=rescore, kind="score", source=" ".join(inputs)[:500]
     )
