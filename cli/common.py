@@ -7,15 +7,20 @@ import json
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.settings import get_settings
+from cli.errors import UserError, database_problem
 from db.migrate import upgrade
-from db.session import make_engine, make_session_factory
+from db.session import make_engine, make_session_factory, masked
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,11 +33,32 @@ class OutputFormat(StrEnum):
 
 
 def open_database(migrate: bool = False) -> sessionmaker[Session]:
-    """Sessions on ``DATABASE_URL``; ``migrate`` brings the schema up to date first (embedded mode)."""
-    engine = make_engine(get_settings().database_url_plain)
-    if migrate:
-        upgrade(engine)
+    """Sessions on ``DATABASE_URL``; ``migrate`` brings the schema up to date first (embedded mode).
+
+    Without ``migrate`` the database must exist and hold the schema: raises UserError saying what to run
+    (and never creates an empty SQLite file). An unreachable server raises UserError with the masked URL.
+    """
+    url = get_settings().database_url_plain
+    if not migrate:
+        _require_sqlite_file(url)
+    engine = make_engine(url)
+    try:
+        if migrate:
+            upgrade(engine)
+        elif not inspect(engine).has_table("images"):
+            raise UserError(f"database {masked(url)} has no aidetect tables yet: run `aidetect db upgrade` first")
+    except SQLAlchemyError as exc:
+        raise UserError(database_problem(exc) or f"database {masked(url)}: {exc}") from exc
     return make_session_factory(engine)
+
+
+def _require_sqlite_file(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    if not Path(parsed.database).exists():
+        raise UserError(f"database {url} does not exist yet: run `aidetect db upgrade` (or `aidetect score ...`, "
+                        "which creates it) first")
 
 
 def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: OutputFormat, title: str | None = None,

@@ -7,10 +7,12 @@ importing them lazily enough that ``aidetect enqueue`` never imports torch.
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find AI-generated images on the web.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Find AI-generated images on the web.")
 
 
 def _mount() -> None:
@@ -53,8 +55,18 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at IN
 
 
 def main() -> None:
-    _mount()
-    app()
+    """Run the command; an error the user can fix ends as one line on stderr and exit status 2."""
+    from cli.errors import UserError, explain
+
+    try:
+        _mount()
+        app()
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        print(f"aidetect: error: {message}", file=sys.stderr)
+        sys.exit(exc.exit_code if isinstance(exc, UserError) else 2)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,6 @@ def score(
     from aidetect.settings import get_settings
     from cli.common import open_database
     from db.results import ResultFilter, query_results
-    from detector.errors import CheckpointError
     from producer.enqueue import EnqueueOptions, enqueue_urls
     from producer.reader import read_url_source
     from worker.embedded import (
@@ -78,11 +77,7 @@ def score(
     urls = list(expand_inputs(inputs, read_url_source(sys.stdin.buffer) if "-" in inputs else ()))
     fetcher = LocalFileFetcher(SafeFetcher(settings), settings.max_image_bytes)
     runtime = WorkerRuntime(settings, fetcher=fetcher, pinned_checkpoint=checkpoint)
-    try:
-        runtime.models.current()
-    except CheckpointError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    runtime.models.current()  # a missing or corrupt checkpoint stops here, before any row is written
     left_running = release_rows(sessions)  # a run killed outright (kill -9, power loss) left these claimed
     if left_running:
         err_console.print(f"{left_running} rows an earlier run left running are queued again", soft_wrap=True)

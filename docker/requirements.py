@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 
 # The model runtime: only the worker and trainer images carry it.
-HEAVY = frozenset({"torch", "torchvision", "timm", "safetensors", "numpy"})
+HEAVY = frozenset({"torch", "torchvision", "timm", "safetensors", "numpy", "onnxruntime"})
 TORCH = frozenset({"torch", "torchvision"})
 
 EXTRAS = {
