@@ -19,7 +19,6 @@ from torch import nn
 from detector.config import ModelConfig
 
 
-
 def channel_stats(x: torch.Tensor) -> torch.Tensor:
     """Per-channel mean and standard deviation over the spatial positions: ``(N, C, H, W) -> (N, 2C)``."""
     mean = x.mean(dim=(2, 3))

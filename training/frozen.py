@@ -56,7 +56,7 @@ TRAIN_SPEC = ViewSpec(train_views=1)
 VAL_SPEC = ViewSpec(train_views=0, perturbations=("jpeg75", "downscale0.5"), crops=2)
 ALPHAS = (0.0, 0.5, 0.8)
 L2S = (3e-4, 3e-3)
-FOLDS = 4
+FOLDS = 3
 
 
 @dataclass(frozen=True)
