@@ -7,9 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table

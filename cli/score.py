@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from cli.common import OutputFormat, emit, err_console
+from cli.common import OutputFormat, emit
 
 SCORE_COLUMNS = ("url", "p_ai", "label", "top_family", "provenance", "status", "error_code")
 
