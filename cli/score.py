@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 from tqdm import tqdm
 
-from cli.common import OutputFormat, emit
+from cli.common import OutputFormat, emit, err_console
 
 if TYPE_CHECKING:
     from worker.embedded import InProcessSender, Interrupted
