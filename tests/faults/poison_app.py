@@ -16,15 +16,15 @@ from worker.celery import app
 
 __all__ = ["app"]
 
-_real_decode_image = pipeline.decode_image
+_real_decode = pipeline.decode_within_budget
 
 
-def _poisoned_decode_image(data: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _poisoned_decode(data: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
     if b"POISON-CRASH" in data:
         os.kill(os.getpid(), signal.SIGKILL)
     if b"POISON-HANG" in data:
         time.sleep(3600)  # in C this would not even see a signal; only the process's death ends it
-    return _real_decode_image(data, *args, **kwargs)
+    return _real_decode(data, *args, **kwargs)
 
 
-pipeline.decode_image = _poisoned_decode_image
+pipeline.decode_within_budget = _poisoned_decode
