@@ -216,7 +216,7 @@ def install(model_dir: Path, target: Path) -> None:
         (target / name).write_bytes((model_dir / name).read_bytes())
 
 
-def run(manifests: Sequence[Path], out: Path, report: Report) -> dict:
+def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[float] = ALPHAS) -> dict:
     """The whole recipe; each phase's wall time is in the returned summary (and ``OUT/summary.json``)."""
     from training.frozen_eval import evaluate  # the evaluation tables live beside the recipe
 
@@ -241,26 +241,26 @@ def run(manifests: Sequence[Path], out: Path, report: Report) -> dict:
 
     stamp = time.monotonic()
     folds = group_folds(train, FOLDS)
-    teachers = out_of_fold_teachers(x_train, train, folds, families, report)
-    targets = soft_targets(train, teachers)
+    distil = max(alphas) > 0
+    targets = soft_targets(train, out_of_fold_teachers(x_train, train, folds, families, report)) if distil else None
     timings["teachers_s"] = time.monotonic() - stamp
 
     stamp = time.monotonic()
     labels = np.array([i.sample.label for i in train])
     cv: dict[str, float] = {}
     oof: dict[str, np.ndarray] = {}
-    for alpha in ALPHAS:
+    for alpha in alphas:
         for l2 in L2S:
             scores = np.zeros(len(train))
             for fold in range(FOLDS):
                 fit = folds != fold
                 head = fit_student(x_train[fit][:, :, :d], [i for i, f in zip(train, fit, strict=True) if f],
-                                   targets[fit], alpha, l2, FAMILIES)
+                                   None if targets is None else targets[fit], alpha, l2, FAMILIES)
                 scores[~fit] = head_scores(head, x_train[~fit][:, :1, :d])[:, 0]
             name = f"alpha={alpha},l2={l2}"
             cv[name] = _auc(labels, scores)
             oof[name] = scores
-            report("student_cv", step=len(cv), steps=len(ALPHAS) * len(L2S), config=name, auc=cv[name])
+            report("student_cv", step=len(cv), steps=len(alphas) * len(L2S), config=name, auc=cv[name])
     best = max(cv, key=cv.get)
     labels_only = max((k for k in cv if k.startswith("alpha=0.0")), key=cv.get)
     alpha, l2 = (float(part.split("=")[1]) for part in best.split(","))
@@ -271,13 +271,13 @@ def run(manifests: Sequence[Path], out: Path, report: Report) -> dict:
     timings["student_s"] = time.monotonic() - stamp
 
     stamp = time.monotonic()
-    teacher_models = {name: fit_teacher(x_train[teacher_members(train, None if name == "general" else name)]
-                                        .reshape(-1, x_train.shape[2]),
-                                        np.repeat(labels[teacher_members(train, None if name == "general" else name)],
-                                                  x_train.shape[1]))
-                      for name in ["general", *families]}
-    summary = evaluate(val, x_val, VAL_SPEC.names, d, {"distilled": head, "labels_only": head_labels},
-                       teacher_models, band)
+    teacher_models = {}
+    for name in ["general", *families] if distil else []:
+        members = teacher_members(train, None if name == "general" else name)
+        teacher_models[name] = fit_teacher(x_train[members].reshape(-1, x_train.shape[2]),
+                                           np.repeat(labels[members], x_train.shape[1]))
+    students = {"shipped": head, "labels_only": head_labels} if distil else {"shipped": head}
+    summary = evaluate(val, x_val, VAL_SPEC.names, d, students, teacher_models, band)
     timings["evaluation_s"] = time.monotonic() - stamp
 
     config = replace(config, threshold_real=band.threshold_real, threshold_ai=band.threshold_ai,
@@ -304,9 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, action="append", required=True)
     parser.add_argument("--out", type=Path, default=Path("runs/frozen"))
     parser.add_argument("--install", action="store_true", help="copy the model into detector/default_model")
+    parser.add_argument("--alpha", type=float, action="append",
+                        help=f"distillation weights to try (default {ALPHAS}); only 0: labels only, no teachers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    summary = run(args.manifest, args.out, bar_report())
+    summary = run(args.manifest, args.out, bar_report(), tuple(args.alpha or ALPHAS))
     print(json.dumps({k: summary[k] for k in ("chosen", "timings")}, indent=2, default=float))
     if args.install:
         install(args.out / "model", Path(__file__).resolve().parents[1] / "detector" / "default_model")

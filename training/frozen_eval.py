@@ -57,12 +57,12 @@ def evaluate(val: Sequence, x_val: np.ndarray, names: Sequence[str], d: int, stu
         report["students"][name]["by_dataset"] = {
             ds: binary_metrics(labels[mask], scores[mask], band)
             for ds in sorted({i.dataset for i in val}) if (mask := np.array([i.dataset == ds for i in val])).any()}
-    main = eval_scores["distilled"]
-    head = students["distilled"]
+    main = eval_scores["shipped"]
+    head = students["shipped"]
     for name in (n for n in names if n.startswith("eval-")):
         scores = _scores(head, x_val[:, view[name], :d])
         report["robustness"][name.removeprefix("eval-")] = binary_metrics(labels, scores, band)
-    report["robustness"]["clean"] = report["students"]["distilled"]
+    report["robustness"]["clean"] = report["students"]["shipped"]
     for count in range(2, len(crops) + 1):
         averaged = np.mean([_scores(head, x_val[:, k, :d]) for k in crops[:count]], axis=0)
         report["crops"][str(count)] = binary_metrics(labels, averaged, band)
