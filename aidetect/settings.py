@@ -133,8 +133,8 @@ _ACCEPTS = {
     "device": "auto, cpu, mps, cuda or cuda:N",
     "backend": "torch or onnx",
     "allowed_networks": 'CIDRs, comma-separated or as a JSON list, e.g. 10.0.0.0/8,127.0.0.0/8 or ["10.0.0.0/8"]',
-    "database_url": "sqlite:///path.db or postgresql://user:password@host:5432/db",
-    "redis_url": "redis://[:password@]host:6379/N",
+    "database_url": "a SQLAlchemy URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+    "redis_url": "a Redis URL: redis://HOST:PORT/N",
 }
 
 
