@@ -23,7 +23,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import imagehash
@@ -136,10 +136,7 @@ class BuildReport:
     """What a build kept and dropped, by reason (the model card's data table comes from the manifest)."""
 
     kept: int = 0
-    dropped: collections.Counter = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.dropped = collections.Counter()
+    dropped: collections.Counter = field(default_factory=collections.Counter)
 
     def to_dict(self) -> dict:
         return {"kept": self.kept, "dropped": dict(self.dropped)}

@@ -32,7 +32,7 @@ from detector.model import DetectorNet
 from detector.preprocess import decode_image, draft_target, fit_short_side, random_crop, to_array
 from training.augment import PERTURBATIONS, AugmentConfig, eval_view, train_view
 from training.forensic import FORENSIC_DIM, forensic_features
-from training.headonly import backbone_digest
+from training.headonly import backbone_digest, input_spec
 from training.progress import Report
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,7 @@ def store_dir(root: Path, net: DetectorNet, spec: ViewSpec) -> Path:
     config = net.config
     key = {
         "backbone": backbone_digest(net),
-        "arch": config.arch,
-        "pooling": config.pooling,
-        "crop": [config.crop.size, config.crop.max_short_side, config.crop.allow_draft],
-        "mean": list(config.mean),
-        "std": list(config.std),
+        **input_spec(config),
         "augment": spec.augment.to_dict(),
         "seed": spec.seed,
         "forensic": FORENSIC_DIM if spec.forensic else 0,
@@ -76,19 +72,23 @@ def store_dir(root: Path, net: DetectorNet, spec: ViewSpec) -> Path:
 
 
 def cut_views(img, key: str, config: ModelConfig, spec: ViewSpec, names: Sequence[str]) -> list:
-    """The named views of one decoded image, as PIL images of ``config.input_size``."""
+    """The named views of one decoded image, as PIL images of ``config.input_size``.
+
+    The image is fitted to the crop policy once; ``eval``, ``crop<k>`` and ``aug<k>`` views are cut from that
+    (fitting a fitted image changes nothing), perturbed views from the perturbed original."""
+    fitted = fit_short_side(img, config.crop)
     views = []
     for name in names:
         if name == "eval":
-            views.append(eval_view(img, config.crop))
+            views.append(eval_view(fitted, config.crop))
         elif name.startswith("eval-"):
             views.append(eval_view(PERTURBATIONS[name.removeprefix("eval-")](img), config.crop))
         elif name.startswith("crop"):
             rng = random.Random(f"{spec.seed}:{key}:{name}")
-            views.append(random_crop(fit_short_side(img, config.crop), config.crop.size, rng))
+            views.append(random_crop(fitted, config.crop.size, rng))
         else:
             rng = random.Random(f"{spec.seed}:{key}:{name}")
-            views.append(train_view(img, config.crop, spec.augment, rng))
+            views.append(train_view(fitted, config.crop, spec.augment, rng))
     return views
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -247,27 +248,26 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
 
     stamp = time.monotonic()
     labels = np.array([i.sample.label for i in train])
+    grid = {f"alpha={alpha},l2={l2}": (alpha, l2) for alpha in alphas for l2 in L2S}
     cv: dict[str, float] = {}
     oof: dict[str, np.ndarray] = {}
-    for alpha in alphas:
-        for l2 in L2S:
-            scores = np.zeros(len(train))
-            for fold in range(FOLDS):
-                fit = folds != fold
-                head = fit_student(x_train[fit][:, :, :d], [i for i, f in zip(train, fit, strict=True) if f],
-                                   None if targets is None else targets[fit], alpha, l2, FAMILIES)
-                scores[~fit] = head_scores(head, x_train[~fit][:, :1, :d])[:, 0]
-            name = f"alpha={alpha},l2={l2}"
-            cv[name] = _auc(labels, scores)
-            oof[name] = scores
-            report("student_cv", step=len(cv), steps=len(alphas) * len(L2S), config=name, auc=cv[name])
+    for name, (alpha, l2) in grid.items():
+        scores = np.zeros(len(train))
+        for fold in range(FOLDS):
+            fit = folds != fold
+            head = fit_student(x_train[fit][:, :, :d], [i for i, f in zip(train, fit, strict=True) if f],
+                               None if targets is None else targets[fit], alpha, l2, FAMILIES)
+            scores[~fit] = head_scores(head, x_train[~fit][:, :1, :d])[:, 0]
+        cv[name] = float(roc_auc_score(labels, scores))
+        oof[name] = scores
+        report("student_cv", step=len(cv), steps=len(grid), config=name, auc=cv[name])
     best = max(cv, key=cv.get)
-    labels_only = max((k for k in cv if k.startswith("alpha=0.0")), key=cv.get)
-    alpha, l2 = (float(part.split("=")[1]) for part in best.split(","))
+    labels_only = max((name for name, (alpha, _) in grid.items() if alpha == 0), key=cv.get)
     band = choose_band(oof[best], labels)
-    head = fit_student(x_train[:, :, :d], train, targets, alpha, l2, FAMILIES)
-    l_alpha, l_l2 = (float(part.split("=")[1]) for part in labels_only.split(","))
-    head_labels = fit_student(x_train[:, :, :d], train, None, l_alpha, l_l2, FAMILIES)
+    head = fit_student(x_train[:, :, :d], train, targets, *grid[best], FAMILIES)
+    students = {"shipped": head}
+    if labels_only != best:  # the labels-only ablation, fitted only when it is not the shipped student
+        students["labels_only"] = fit_student(x_train[:, :, :d], train, None, *grid[labels_only], FAMILIES)
     timings["student_s"] = time.monotonic() - stamp
 
     stamp = time.monotonic()
@@ -276,7 +276,6 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
         members = teacher_members(train, None if name == "general" else name)
         teacher_models[name] = fit_teacher(x_train[members].reshape(-1, x_train.shape[2]),
                                            np.repeat(labels[members], x_train.shape[1]))
-    students = {"shipped": head, "labels_only": head_labels} if distil else {"shipped": head}
     summary = evaluate(val, x_val, VAL_SPEC.names, d, students, teacher_models, band)
     timings["evaluation_s"] = time.monotonic() - stamp
 
@@ -291,12 +290,6 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
                     "timings": timings, "train_images": len(train), "val_images": len(val)})
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, scores))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,6 +57,17 @@ def backbone_digest(net: DetectorNet) -> str:
     return digest.hexdigest()
 
 
+def input_spec(config: ModelConfig) -> dict[str, Any]:
+    """What a backbone's pooled features depend on besides its weights: architecture, pooling, crop, normalisation."""
+    return {
+        "arch": config.arch,
+        "pooling": config.pooling,
+        "crop": [config.crop.size, config.crop.max_short_side, config.crop.allow_draft],
+        "mean": list(config.mean),
+        "std": list(config.std),
+    }
+
+
 def feature_key(backbone_sha: str, config: ModelConfig, samples: Sequence[Sample] | None, view: str,
                 augment: AugmentConfig | None, seed: int) -> str:
     """The cache key of one view's features (a short hex digest).
@@ -67,11 +78,7 @@ def feature_key(backbone_sha: str, config: ModelConfig, samples: Sequence[Sample
     """
     spec = {
         "backbone": backbone_sha,
-        "arch": config.arch,
-        "pooling": config.pooling,
-        "crop": [config.crop.size, config.crop.max_short_side, config.crop.allow_draft],
-        "mean": list(config.mean),
-        "std": list(config.std),
+        **input_spec(config),
         "view": view,
         "augment": augment.to_dict() if augment is not None and not _deterministic(view) else None,
         "seed": seed if not _deterministic(view) else None,
