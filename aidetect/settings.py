@@ -15,11 +15,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
 _DEVICE = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+# setting -> (pattern its URL must match, what the error message says is accepted)
+_URL_SCHEMES = {
+    "database_url": (r"^(sqlite|postgresql)(\+\w+)?://", "sqlite:// or postgresql://"),
+    "redis_url": (r"^(redis|rediss|unix)://", "redis://, rediss:// or unix://"),
+}
 
 
 class Settings(BaseSettings):
@@ -93,18 +98,12 @@ class Settings(BaseSettings):
                     raise ValueError(f"{item!r} is not a network") from exc
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "redis_url")
     @classmethod
-    def _database_scheme(cls, value: SecretStr) -> SecretStr:
-        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value.get_secret_value()):
-            raise ValueError("the scheme must be sqlite:// or postgresql://")
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
-        if not re.match(r"^(redis|rediss|unix)://", value.get_secret_value()):
-            raise ValueError("the scheme must be redis://, rediss:// or unix://")
+    def _scheme(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        pattern, accepted = _URL_SCHEMES[info.field_name]
+        if not re.match(pattern, value.get_secret_value()):
+            raise ValueError(f"the scheme must be {accepted}")
         return value
 
     @property
