@@ -53,10 +53,13 @@ from training.progress import Report, bar_report
 log = logging.getLogger(__name__)
 
 FAMILIES = ("midjourney", "stable_diffusion", "sd_finetune", "dalle", "flux", "gan", "other_ai")
-TRAIN_SPEC = ViewSpec(train_views=1)
+TRAIN_SPEC = ViewSpec(train_views=1, crops=1)
 VAL_SPEC = ViewSpec(train_views=0, perturbations=("jpeg75", "downscale0.5"), crops=2)
 ALPHAS = (0.0, 0.5, 0.8)
 L2S = (3e-4, 3e-3)
+FIT_VIEWS = (("eval", "aug0"), ("eval", "crop0", "aug0"))  # which cached training views the head fits on
+INFERENCE_VIEWS = 3  # crops the shipped checkpoint averages (crop.views)
+CV_VIEWS = ("eval", "crop0")  # the views of a held-out training image whose mean p(AI) the CV scores
 FOLDS = 3
 
 
@@ -84,7 +87,8 @@ def load_items(manifests: Sequence[Path]) -> list[Item]:
 
 def student_config() -> ModelConfig:
     return ModelConfig(arch="tf_efficientnet_lite0", pooling="multiscale", families=FAMILIES,
-                       crop=CropPolicy(size=224, max_short_side=1024), name="aidetect-student", version="2")
+                       crop=CropPolicy(size=224, max_short_side=1024, views=INFERENCE_VIEWS),
+                       name="aidetect-student", version="3")
 
 
 def features(net: DetectorNet, items: Sequence[Item], spec: ViewSpec, root: Path, report: Report) -> np.ndarray:
@@ -219,7 +223,12 @@ def install(model_dir: Path, target: Path) -> None:
 
 def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[float] = ALPHAS) -> dict:
     """The whole recipe; each phase's wall time is in the returned summary (and ``OUT/summary.json``)."""
-    from training.frozen_eval import evaluate  # the evaluation tables live beside the recipe
+    from training.frozen_eval import (  # the evaluation tables live beside the recipe
+        checkpoint_scores,
+        evaluate,
+        shipped_path_report,
+        shortcut_audit,
+    )
 
     torch.set_flush_denormal(True)
     timings: dict[str, float] = {}
@@ -248,26 +257,33 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
 
     stamp = time.monotonic()
     labels = np.array([i.sample.label for i in train])
-    grid = {f"alpha={alpha},l2={l2}": (alpha, l2) for alpha in alphas for l2 in L2S}
+    view_index = {name: k for k, name in enumerate(TRAIN_SPEC.names)}
+    scored = [view_index[name] for name in CV_VIEWS]
+    grid = {f"alpha={alpha},l2={l2},views={'+'.join(views)}": (alpha, l2, [view_index[v] for v in views])
+            for alpha in alphas for l2 in L2S for views in FIT_VIEWS}
+
+    def fit(rows: np.ndarray, alpha: float, l2: float, views: list[int]) -> torch.nn.Linear:
+        return fit_student(x_train[rows][:, views, :d], [i for i, r in zip(train, rows, strict=True) if r],
+                           None if targets is None else targets[rows][:, views], alpha, l2, FAMILIES)
+
     cv: dict[str, float] = {}
     oof: dict[str, np.ndarray] = {}
-    for name, (alpha, l2) in grid.items():
+    everything = np.ones(len(train), dtype=bool)
+    for name, (alpha, l2, views) in grid.items():
         scores = np.zeros(len(train))
         for fold in range(FOLDS):
-            fit = folds != fold
-            head = fit_student(x_train[fit][:, :, :d], [i for i, f in zip(train, fit, strict=True) if f],
-                               None if targets is None else targets[fit], alpha, l2, FAMILIES)
-            scores[~fit] = head_scores(head, x_train[~fit][:, :1, :d])[:, 0]
+            head = fit(folds != fold, alpha, l2, views)
+            scores[folds == fold] = head_scores(head, x_train[folds == fold][:, scored, :d]).mean(axis=1)
         cv[name] = float(roc_auc_score(labels, scores))
         oof[name] = scores
         report("student_cv", step=len(cv), steps=len(grid), config=name, auc=cv[name])
     best = max(cv, key=cv.get)
-    labels_only = max((name for name, (alpha, _) in grid.items() if alpha == 0), key=cv.get)
+    labels_only = max((name for name, (alpha, _, _) in grid.items() if alpha == 0), key=cv.get)
     band = choose_band(oof[best], labels)
-    head = fit_student(x_train[:, :, :d], train, targets, *grid[best], FAMILIES)
-    students = {"shipped": head}
+    students = {"shipped": fit(everything, *grid[best])}
     if labels_only != best:  # the labels-only ablation, fitted only when it is not the shipped student
-        students["labels_only"] = fit_student(x_train[:, :, :d], train, None, *grid[labels_only], FAMILIES)
+        students["labels_only"] = fit(everything, *grid[labels_only])
+    head = students["shipped"]
     timings["student_s"] = time.monotonic() - stamp
 
     stamp = time.monotonic()
@@ -285,6 +301,10 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
                                  "train_images": len(train), "val_images": len(val),
                                  "manifests": [str(m) for m in manifests]})
     save_checkpoint(build_network(head, config), config, out / "model")
+    stamp = time.monotonic()
+    summary["shipped_path"] = shipped_path_report(val, checkpoint_scores(out / "model", val), band)
+    summary["shortcut_audit"] = shortcut_audit(train, val)
+    timings["shipped_path_s"] = time.monotonic() - stamp
     timings["total_s"] = time.monotonic() - started
     summary.update({"cv_auc": cv, "chosen": best, "labels_only": labels_only, "band": band.to_dict(),
                     "timings": timings, "train_images": len(train), "val_images": len(val)})
