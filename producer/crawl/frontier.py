@@ -329,3 +329,9 @@ def image_errors(session: Session, job_id: int) -> list[dict[str, object]]:
                            .where(JobImage.job_id == job_id, Image.status == WorkStatus.FAILED)
                            .group_by(Image.error_code).order_by(func.count().desc())).all()
     return [{"error_code": code, "images": n} for code, n in rows]
+
+
+def page_urls_with_error(session: Session, job_id: int, code: str, limit: int = 20) -> list[str]:
+    """URLs of a job's pages that ended with error ``code`` (e.g. sitemaps on another host), first found first."""
+    return list(session.scalars(select(Page.url).where(Page.job_id == job_id, Page.error_code == code)
+                                .order_by(Page.id).limit(limit)))
