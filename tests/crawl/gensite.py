@@ -1,7 +1,7 @@
 """A generated multi-page website for reach tests and the browser comparison, served on loopback.
 
 Three sections of six posts each, a gallery, an about page, a chain of pages eight links deep, and a page
-only the sitemap lists: 32 HTML pages. Every page links home as ``/index.html`` and each section as
+only the sitemap lists: 33 HTML pages. Every page links home as ``/index.html`` and each section as
 ``/section-N/index.html`` (the same pages as ``/`` and ``/section-N/``); the home page links the first post of
 each section with a query string, and that post names its plain URL as ``rel=canonical``. Sections link a PDF,
 the gallery links photos by extensionless URLs served as JPEG and a manual served as PDF. robots.txt names a
