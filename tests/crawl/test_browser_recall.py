@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 from tests.crawl.browser import HeadlessChromium
 from tests.crawl.gensite import GeneratedSite
 from tests.crawl.test_crawler import context
-from tests.crawl.test_reach import gen_site, job_images, run_crawl  # noqa: F401  (gen_site is a fixture)
+from tests.crawl.test_reach import job_images, run_crawl
 
 
-def test_crawler_finds_every_image_the_browser_loads(gen_site: GeneratedSite, sqlite_url: str) -> None:  # noqa: F811
+def test_crawler_finds_every_image_the_browser_loads(gen_site: GeneratedSite, sqlite_url: str) -> None:
     with HeadlessChromium() as browser:
         loaded = {page: {urlsplit(url).path for url in browser.images_loaded(gen_site.url(page))}
                   for page in gen_site.pages}

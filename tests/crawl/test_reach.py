@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,16 +18,9 @@ from producer.crawl.config import CrawlConfig
 from producer.crawl.crawler import OFF_SITE_SITEMAP, CrawlContext, start_crawl
 from producer.crawl.local import crawl_local
 from producer.crawl.progress import crawl_progress
-from tests.crawl.gensite import PRODUCTION_SITEMAP, GeneratedSite, build_generated_site, sitemap_pages
+from tests.crawl.gensite import PRODUCTION_SITEMAP, GeneratedSite, sitemap_pages
 from tests.crawl.test_crawl_site import _traceback, cli_app
 from tests.crawl.test_crawler import context
-from tests.worker.http_server import LocalHTTPServer, loopback_only
-
-
-@pytest.fixture
-def gen_site() -> Iterator[GeneratedSite]:
-    with loopback_only(), LocalHTTPServer() as server:
-        yield build_generated_site(server)
 
 
 def run_crawl(ctx: CrawlContext, site: GeneratedSite, **config: object) -> int:
@@ -154,3 +146,9 @@ def test_cli_progress_bar_has_a_total_and_the_summary_agrees(gen_site: Generated
     bar = re.findall(r"images=(\d+), scored=(\d+)", result.output)
     assert found is not None and bar, result.output
     assert bar[-1] == found.groups()  # the bar's last numbers are the summary's
+
+
+def test_sitemap_only_without_sitemaps_is_one_clear_line() -> None:
+    result = CliRunner().invoke(cli_app(), ["crawl", "http://127.0.0.1:9/", "--sitemap-only", "--no-sitemaps"])
+    assert result.exit_code == 2
+    assert "--sitemap-only needs sitemaps" in result.output and "Traceback" not in result.output
