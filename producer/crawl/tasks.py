@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from celery import signals
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from aidetect.celery_app import CRAWL_TASK, app
@@ -34,26 +35,33 @@ def crawl_page(self, page_id: int) -> dict:  # type: ignore[no-untyped-def]
     The job's numbers (pages fetched, images found and scored, failures) are the task's ``PROGRESS`` meta while
     it runs and part of its result, so Flower shows them."""
     runtime = get_runtime()
-    try:
-        if self.request.id:
+    if self.request.id:
+        try:
             self.update_state(state="PROGRESS", meta=job_meta(runtime, int(page_id)))
+        except RedisError as exc:  # progress is never worth failing a page for
+            log.warning("crawl progress of page %s not reported: %s", page_id, exc)
+    try:
         outcome = process_page(int(page_id), runtime.context)
-        meta = job_meta(runtime, int(page_id))
     except OperationalError as exc:  # the database is unreachable: the row is untouched or still claimed
         raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
     runtime.pages.send(outcome.new_pages)
     if outcome.retry_after_s is not None:
         runtime.pages.send([outcome.page_id], countdown=outcome.retry_after_s)
-    return {**outcome.as_dict(), "job": meta}
+    return {**outcome.as_dict(), "job": job_meta(runtime, int(page_id))}
 
 
 def job_meta(runtime: CrawlRuntime, page_id: int) -> dict[str, object]:
-    """The crawl job of a page, as :class:`producer.crawl.progress.CrawlProgress` counts it (empty if no row)."""
-    with runtime.context.sessions() as session:
-        job_id = frontier.page_job(session, page_id)
-        if job_id is None:
-            return {}
-        return {"job_id": job_id, **crawl_progress(session, job_id).as_meta()}
+    """The numbers of the page's crawl job (:class:`producer.crawl.progress.CrawlProgress`); empty when the page
+    has no row or the database cannot be reached."""
+    try:
+        with runtime.context.sessions() as session:
+            job_id = frontier.page_job(session, page_id)
+            if job_id is None:
+                return {}
+            return {"job_id": job_id, **crawl_progress(session, job_id).as_meta()}
+    except OperationalError as exc:
+        log.warning("crawl progress of page %s not read: %s", page_id, exc)
+        return {}
 
 
 @app.task(name=CRAWL_SWEEP_TASK)
