@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -87,6 +87,8 @@ class Detector:
         if target.type == "cpu":
             torch.set_num_threads(settings.intra_op_threads())
         model, config = load_checkpoint(directory, device=target)
+        if settings.views is not None:  # fewer crops: faster, and less accurate (MODEL_CARD.md)
+            config = replace(config, crop=replace(config.crop, views=settings.views))
         thresholds = resolve_thresholds(config, threshold_ai, threshold_real)
         info = ModelInfo(
             name=config.name,

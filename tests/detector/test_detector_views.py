@@ -106,3 +106,14 @@ def test_predict_stays_in_image_order_with_views(three_view_detector: Detector) 
 def test_saved_policy_round_trips(tmp_path: Path) -> None:
     config = ModelConfig(crop=CropPolicy(views=5))
     assert ModelConfig.from_dict(config.to_dict()).crop.views == 5
+
+
+def test_views_setting_overrides_the_checkpoint(three_view_detector: Detector, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from aidetect.settings import get_settings
+
+    monkeypatch.setenv("AIDETECT_VIEWS", "1")
+    get_settings.cache_clear()
+    one = Detector.from_checkpoint(three_view_detector.model_info.checkpoint_path, device="cpu")
+    assert one.config.crop.views == 1
+    assert one.preprocess(noise(500, 300)).shape == (1, 3, 224, 224)
