@@ -238,7 +238,7 @@ def _decode(image_id: int, fetched: FetchResult | FetchError, ctx: ScoringContex
         bytes=len(fetched.content),
         width=image.width,
         height=image.height,
-        format=_format_of(fetched.content),
+        format=image.info.get("format"),
         provenance=provenance.summary,
         provenance_evidence=provenance.evidence,
     )
@@ -328,13 +328,3 @@ def _store(
                 failed.append(image_id)
     outcome.done, outcome.retry = done, retry_ids
     outcome.failed.extend(failed)
-
-
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
-          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
-
-
-def _format_of(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
