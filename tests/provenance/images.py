@@ -29,6 +29,10 @@ COMFY_PROMPT = {
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
     "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "model": ["4", 0]}},
 }
+NOVELAI_COMMENT = {"prompt": "a lighthouse at dusk", "steps": 28, "sampler": "k_euler_ancestral", "seed": 42,
+                   "scale": 5.0, "uc": "lowres"}
+MIDJOURNEY_DESCRIPTION = ("a lighthouse at dusk, oil painting --ar 4:3 --v 6.1 "
+                          "Job ID: 9f1c2e4a-7b3d-4c8e-a1f2-3d4e5f6a7b8c")
 COMFY_WORKFLOW = {"last_node_id": 9, "nodes": [{"id": 4, "type": "CheckpointLoaderSimple"}], "links": []}
 
 
@@ -101,6 +105,17 @@ def a1111_png(**kwargs: bool) -> bytes:
 
 def comfyui_png() -> bytes:
     return png_with_text({"prompt": json.dumps(COMFY_PROMPT), "workflow": json.dumps(COMFY_WORKFLOW)})
+
+
+def novelai_png() -> bytes:
+    """What NovelAI writes: its name as Software, the generation settings as a JSON Comment."""
+    return png_with_text({"Title": "NovelAI generated image", "Software": "NovelAI",
+                          "Source": "NovelAI Diffusion V4 4F49EC75", "Comment": json.dumps(NOVELAI_COMMENT)})
+
+
+def midjourney_png() -> bytes:
+    """What Midjourney writes in its PNG downloads: the prompt and job id as Description, the user as Author."""
+    return png_with_text({"Author": "u1234567", "Description": MIDJOURNEY_DESCRIPTION})
 
 
 def invokeai_png() -> bytes:
