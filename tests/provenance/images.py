@@ -212,3 +212,33 @@ def c2pa_sign(data: bytes, mime: str, signer: SigningKeys, source_type: str | No
         out = io.BytesIO()
         builder.sign(c2pa_signer, mime, io.BytesIO(data), out)
     return out.getvalue()
+
+
+# ---- files whose metadata decides (or must not decide) the verdict --------------------------------------------
+
+@dataclass(frozen=True)
+class VerdictSample:
+    """An image file, the ``reason`` its verdict must carry, and the metadata-free file with the same pixels."""
+
+    data: bytes
+    reason: str  # "pixels" when the metadata must not change the pixels' label
+    twin: str  # the sample with identical pixels and no metadata
+
+
+def verdict_samples(signer: SigningKeys) -> dict[str, VerdictSample]:
+    """PNG and JPEG files as generators and cameras write them, plus their metadata-free twins."""
+    plain_jpeg = encode(photo(), "JPEG", quality=90)
+    return {
+        "plain.png": VerdictSample(png_with_text({}), "pixels", "plain.png"),
+        "plain.jpg": VerdictSample(plain_jpeg, "pixels", "plain.jpg"),
+        "a1111.png": VerdictSample(a1111_png(), "generator_metadata", "plain.png"),
+        "comfyui.png": VerdictSample(comfyui_png(), "generator_metadata", "plain.png"),
+        "novelai.png": VerdictSample(novelai_png(), "generator_metadata", "plain.png"),
+        "midjourney.png": VerdictSample(midjourney_png(), "generator_metadata", "plain.png"),
+        "midjourney.jpg": VerdictSample(iptc_jpeg("trainedAlgorithmicMedia"), "iptc", "plain.jpg"),
+        "composite.jpg": VerdictSample(iptc_jpeg("compositeWithTrainedAlgorithmicMedia"), "iptc", "plain.jpg"),
+        "firefly.jpg": VerdictSample(c2pa_sign(plain_jpeg, "image/jpeg", signer), "c2pa", "plain.jpg"),
+        "camera.jpg": VerdictSample(c2pa_sign(plain_jpeg, "image/jpeg", signer, source_type="digitalCapture",
+                                              generator="aidetect-test-camera", agent="camera firmware 2.1"),
+                                    "pixels", "plain.jpg"),
+    }

@@ -91,8 +91,9 @@ GROUP BY j.id, j.kind, j.source, j.created_at, j.submitted, j.accepted, j.duplic
 
 
 def _drop_views() -> None:
-    for name in ("job_progress", "domain_summary", "latest_verdicts"):
-        op.execute(f"DROP VIEW IF EXISTS {name}")
+    for sql in ("DROP VIEW IF EXISTS job_progress", "DROP VIEW IF EXISTS domain_summary",
+                "DROP VIEW IF EXISTS latest_verdicts"):
+        op.execute(sql)
 
 
 def _create_views(latest_verdicts: str) -> None:
