@@ -43,8 +43,8 @@ def label(
     what = row.label.value + (f" ({row.family})" if row.family else "")
     console.print(f"image {row.image_id} labelled {what} by {row.labelled_by}: {url}", highlight=False)
     if verdict is not None:
-        console.print(f"  pixel verdict of the active model: {verdict.label.value} (p_ai={verdict.p_ai:.3f})",
-                      highlight=False)
+        console.print(f"  verdict of the active model: {verdict.label.value} (reason {verdict.reason.value}, "
+                      f"pixel p_ai={verdict.p_ai:.3f})", highlight=False)
     if provenance and provenance != "none":
         console.print(f"  provenance metadata: {provenance}", highlight=False)
 

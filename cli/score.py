@@ -16,7 +16,7 @@ from cli.common import OutputFormat, emit, err_console
 if TYPE_CHECKING:
     from worker.embedded import InProcessSender, Interrupted
 
-SCORE_COLUMNS = ("url", "p_ai", "label", "top_family", "provenance", "status", "error_code")
+SCORE_COLUMNS = ("url", "p_ai", "label", "reason", "top_family", "provenance", "status", "error_code")
 
 
 def _display(url: str) -> str:

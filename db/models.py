@@ -41,14 +41,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
+def _enum(cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
     """A portable enum column: VARCHAR plus a CHECK constraint, same on PostgreSQL and SQLite."""
     return Enum(
         cls,
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=16,
+        length=length,
         values_callable=lambda members: [m.value for m in members],
     )
 
@@ -66,6 +66,15 @@ class VerdictLabel(enum.StrEnum):
     AI = "ai"
     REAL = "real"
     UNCERTAIN = "uncertain"
+
+
+class VerdictReason(enum.StrEnum):
+    """Why a verdict has its label: the pixels, or provenance metadata declaring the image AI-made."""
+
+    PIXELS = "pixels"  # the model's thresholds on p_ai
+    C2PA = "c2pa"  # a C2PA manifest with a generative-AI digitalSourceType
+    IPTC = "iptc"  # XMP Iptc4xmpExt:DigitalSourceType trainedAlgorithmicMedia (or composite with it)
+    GENERATOR_METADATA = "generator_metadata"  # generation parameters or a generator's name in the metadata
 
 
 class TrueLabel(enum.StrEnum):
@@ -173,7 +182,8 @@ class Model(Base):
 
 
 class Verdict(Base):
-    """The pixel verdict of one model on one image."""
+    """The verdict of one model on one image: ``p_ai`` is always the pixel score; ``label`` is the pixels' unless
+    provenance metadata declares the image AI-made (``reason`` says which)."""
 
     __tablename__ = "verdicts"
 
@@ -184,6 +194,10 @@ class Verdict(Base):
     )
     p_ai: Mapped[float] = mapped_column(Float, nullable=False)
     label: Mapped[VerdictLabel] = mapped_column(_enum(VerdictLabel, "verdict_label"), nullable=False)
+    reason: Mapped[VerdictReason] = mapped_column(
+        _enum(VerdictReason, "verdict_reason", length=32), nullable=False, default=VerdictReason.PIXELS,
+        server_default=VerdictReason.PIXELS.value,
+    )
     p_midjourney: Mapped[float | None] = mapped_column(Float)
     p_stable_diffusion: Mapped[float | None] = mapped_column(Float)
     p_sd_finetune: Mapped[float | None] = mapped_column(Float)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-RESULT_COLUMNS = ("image_id", "url", "domain", "status", "p_ai", "label", "top_family", "provenance",
+RESULT_COLUMNS = ("image_id", "url", "domain", "status", "p_ai", "label", "reason", "top_family", "provenance",
                   "error_code", "error_detail", "model_name", "model_version", "scored_at")
 
 
@@ -25,7 +25,10 @@ class ResultFilter:
 
 
 def query_results(session: Session, flt: ResultFilter) -> list[dict[str, Any]]:
-    """One row per image: its status and the latest verdict (newest active model first)."""
+    """One row per image: its status and the latest verdict (newest active model first).
+
+    ``label`` is the pixels' unless metadata declared the image AI-made; ``reason`` says which, ``p_ai`` is
+    always the pixel score and ``provenance`` the strongest metadata evidence, agreeing or not."""
     clauses, params = [], {}
     if flt.job_id is not None:
         clauses.append("i.id IN (SELECT image_id FROM job_images WHERE job_id = :job_id)")
@@ -46,8 +49,8 @@ def query_results(session: Session, flt: ResultFilter) -> list[dict[str, Any]]:
         clauses.append("i.status = :status")
         params["status"] = flt.status
     sql = (
-        "SELECT i.id AS image_id, i.url, i.domain, i.status, lv.p_ai, lv.label, lv.top_family, i.provenance, "
-        "i.error_code, i.error_detail, lv.model_name, lv.model_version, lv.scored_at "
+        "SELECT i.id AS image_id, i.url, i.domain, i.status, lv.p_ai, lv.label, lv.reason, lv.top_family, "
+        "i.provenance, i.error_code, i.error_detail, lv.model_name, lv.model_version, lv.scored_at "
         "FROM images i LEFT JOIN latest_verdicts lv ON lv.image_id = i.id"
     )
     if clauses:

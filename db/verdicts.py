@@ -8,12 +8,13 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Image, Verdict, VerdictLabel, utcnow
+from db.models import Image, Verdict, VerdictLabel, VerdictReason, utcnow
 from db.upsert import insert_for
 
 UPDATABLE = (
     "p_ai",
     "label",
+    "reason",
     "p_midjourney",
     "p_stable_diffusion",
     "p_sd_finetune",
@@ -36,6 +37,7 @@ class VerdictRow:
     top_family: str | None
     latency_ms: float | None
     worker: str | None
+    reason: VerdictReason = VerdictReason.PIXELS  # why ``label``; ``p_ai`` is the pixel score whatever it says
 
 
 def upsert_verdicts(session: Session, rows: Sequence[VerdictRow]) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from aidetect.image_formats import sniff
 from detector.errors import DecodeError
 
 # bytes per pixel of Pillow's in-memory raster, by mode (RGB is stored in 32 bits)
@@ -83,11 +84,14 @@ def _draft_scale(size: tuple[int, int], target_short_side: int | None) -> int:
 
 def estimate_decode(data: bytes, target_short_side: int | None = None) -> DecodeCost | None:
     """Peak bytes to decode ``data`` and convert it to RGB, from the header alone; None when Pillow cannot
-    even read the header (the decoder then says why)."""
+    even read the header (the decoder then says why). Only the formats the decoder takes are opened."""
+    fmt = sniff(data).format
+    if fmt is None:
+        return None
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
             width, height = img.size
-            mode, fmt = img.mode, img.format
+            mode = img.mode
     except Exception:  # not an image, a bomb Pillow refuses at open, a corrupt header: decode_image's to report
         return None
     if fmt == "JPEG":
@@ -184,7 +188,8 @@ def decode_within_budget(data: bytes, budget: MemoryBudget, max_pixels: int | No
     """:func:`detector.preprocess.decode_image` under ``budget``: refused as ``too_large`` when the header says it
     cannot fit, otherwise decoded once its estimate fits beside the decodes already running.
 
-    Raises DecodeError (``not_an_image``, ``decode_error``, ``too_large``) exactly as ``decode_image`` does.
+    Raises DecodeError (``not_an_image``, ``unsupported_format``, ``decode_error``, ``too_large``) exactly as
+    ``decode_image`` does.
     """
     from detector.preprocess import decode_image
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-DecodeCode = Literal["not_an_image", "decode_error", "too_large"]
-DECODE_CODES: tuple[DecodeCode, ...] = ("not_an_image", "decode_error", "too_large")
+DecodeCode = Literal["not_an_image", "unsupported_format", "decode_error", "too_large"]
+DECODE_CODES: tuple[DecodeCode, ...] = ("not_an_image", "unsupported_format", "decode_error", "too_large")
 
 PICKLE_REFUSED = "pickle checkpoints are not loaded (unsafe); convert to safetensors"
 NO_CHECKPOINT = (

@@ -16,33 +16,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from aidetect.image_formats import sniff
 from aidetect.settings import get_settings
 from detector.config import CropPolicy, ModelConfig
 from detector.decode_budget import reduce_for_target
 from detector.errors import DecodeError
 
 _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
-_BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 _ORIENTATION = 0x0112  # EXIF tag
 WHITE = (255, 255, 255, 255)
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The Pillow format name the magic bytes announce (JPEG, PNG, GIF, WEBP, BMP, TIFF), else None."""
-    head = bytes(data[:16])
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if head[:2] == b"BM" and len(head) >= 16 and int.from_bytes(head[14:16], "little") in _BMP_HEADER_SIZES:
-        return "BMP"
-    return None
 
 
 def draft_target(policy: CropPolicy) -> int | None:
@@ -58,11 +40,16 @@ def decode_image(data: bytes, max_pixels: int | None = None, target_short_side: 
     draft (scaled DCT) decoding when the image is at least twice that size. ``info["format"]`` and
     ``info["original_size"]`` (upright, before draft) describe the source.
 
-    Raises DecodeError with code ``not_an_image``, ``too_large`` or ``decode_error``; nothing else.
+    Every raster format of :func:`aidetect.image_formats.decodable_formats` is read (AVIF, HEIF/HEIC, JPEG XL,
+    animated WebP/AVIF/GIF/PNG as their first frame ...).
+
+    Raises DecodeError with code ``not_an_image``, ``unsupported_format`` (recognised, but not decoded here:
+    PostScript, a codec this build lacks), ``too_large`` or ``decode_error``; nothing else.
     """
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise DecodeError("not_an_image", f"unrecognised magic bytes {bytes(data[:8])!r}")
+    sniffed = sniff(data)
+    if sniffed.format is None:
+        raise DecodeError(sniffed.refused or "not_an_image", sniffed.detail)
+    fmt = sniffed.format
     limit = max_pixels if max_pixels is not None else get_settings().max_image_pixels
     if Image.MAX_IMAGE_PIXELS:
         limit = min(limit, int(Image.MAX_IMAGE_PIXELS))

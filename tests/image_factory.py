@@ -7,6 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from aidetect.image_formats import registered_formats
+
 
 def noise_image(width: int = 96, height: int = 80, seed: int = 0, mode: str = "RGB") -> Image.Image:
     rng = np.random.default_rng(seed)
@@ -16,6 +18,7 @@ def noise_image(width: int = 96, height: int = 80, seed: int = 0, mode: str = "R
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    registered_formats()  # the HEIF and JPEG XL writers come with their openers
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **params)
     return buffer.getvalue()
@@ -77,4 +80,31 @@ VALID_IMAGES = {
     "cmyk": cmyk_jpeg,
     "png16": png_16bit,
     "exif_rotated": exif_rotated_jpeg,
+}
+
+
+def animated(fmt: str, colours: tuple[tuple[int, int, int], ...] = ((200, 30, 30), (30, 200, 30), (30, 30, 200)),
+             **params) -> bytes:
+    """An animation of flat frames, one colour each (the first frame is the one decoded)."""
+    registered_formats()
+    frames = [Image.new("RGB", (64, 48), colour) for colour in colours]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **params)
+    return buffer.getvalue()
+
+
+# Every raster format a web server hands out, written by Pillow (and pillow-heif, pillow-jxl-plugin):
+# file suffix -> (Pillow format name the decoder reports, bytes).
+WEB_FORMATS = {
+    ".jpg": ("JPEG", lambda: jpeg(seed=11)),
+    ".png": ("PNG", lambda: png(seed=12)),
+    ".gif": ("GIF", lambda: gif_animated(seed=13)),
+    ".webp": ("WEBP", lambda: webp(seed=14)),
+    ".bmp": ("BMP", lambda: encode(noise_image(seed=15), "BMP")),
+    ".tiff": ("TIFF", lambda: encode(noise_image(seed=16), "TIFF", compression="tiff_deflate")),
+    ".avif": ("AVIF", lambda: encode(noise_image(seed=17), "AVIF", quality=70)),
+    ".heic": ("HEIF", lambda: encode(noise_image(seed=18), "HEIF", quality=70)),
+    ".jxl": ("JXL", lambda: encode(noise_image(seed=19), "JXL", quality=70)),
+    ".animated.webp": ("WEBP", lambda: animated("WEBP", lossless=True)),
+    ".animated.avif": ("AVIF", lambda: animated("AVIF", quality=90)),
 }

@@ -15,6 +15,7 @@ from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from aidetect.image_formats import image_suffixes
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
 from db import images as image_repo
 from db.session import transaction
@@ -25,7 +26,6 @@ from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 LOCAL_DOMAIN = "localfile"
 
 
@@ -40,7 +40,7 @@ def expand_inputs(inputs: Iterable[str], stdin_lines: Iterable[str | InvalidURL]
             yield item
         elif Path(item).is_dir():
             yield from (p.resolve().as_uri() for p in sorted(Path(item).rglob("*"))
-                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                        if p.is_file() and p.suffix.lower() in image_suffixes())
         else:
             yield Path(item).resolve().as_uri()
 

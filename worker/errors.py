@@ -24,6 +24,7 @@ ERROR_CODES: dict[str, str] = {
     "http_3xx": "a redirect status without a usable Location (exact status in the code, e.g. http_300)",
     "http_4xx": "a client error other than 429 (exact status in the code: http_403, http_404, http_410 ...)",
     "http_other": "a status outside 2xx-5xx (exact status in the code)",
+    "unsupported_format": "an image format recognised but not decoded here (PostScript/EPS, a codec this build lacks)",
     "decode_error": "the bytes look like an image but do not decode (truncated or corrupt data)",
     "attempts_exhausted": "claimed more than max_attempts times without finishing (a poison image, say)",
     "file_not_found": "embedded mode: the local file does not exist",

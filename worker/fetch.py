@@ -44,6 +44,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Timeout
 from urllib3.util.ssl_ import create_urllib3_context
 
+from aidetect.image_formats import accept_header
 from aidetect.settings import Settings, get_settings
 from worker.errors import FetchError, http_status_code
 from worker.netguard import IPAddress, Resolver, Target, check_host, parse_target
@@ -51,7 +52,6 @@ from worker.netguard import IPAddress, Resolver, Target, check_host, parse_targe
 log = logging.getLogger(__name__)
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-ACCEPT = "image/avif,image/webp,image/apng,image/*;q=0.9,*/*;q=0.5"
 ACCEPTED_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 NOT_IMAGE_PREFIXES = ("text/", "audio/", "video/", "font/", "multipart/", "message/", "model/")
 NOT_IMAGE_TYPES = frozenset({
@@ -89,7 +89,11 @@ class SafeFetcher:
 
     ``resolver`` maps a host name to its addresses (default: ``socket.getaddrinfo``); tests inject one.
     ``ca_certs`` is a CA bundle to trust instead of the system's (e.g. a private mirror's).
+    ``accept`` is the ``Accept`` header: the image types this install decodes (a subclass fetching other
+    documents sets its own).
     """
+
+    accept: str = accept_header()
 
     def __init__(self, settings: Settings | None = None, resolver: Resolver | None = None, *,
                  ca_certs: str | None = None) -> None:
@@ -193,7 +197,7 @@ class SafeFetcher:
         pool = self._pools.connection_from_host(str(address), target.port, target.scheme, pool_kwargs=tls)
         timeout = Timeout(connect=min(self.settings.connect_timeout_s, remaining),
                           read=min(self.settings.read_timeout_s, remaining))
-        headers = {"Host": target.authority, "User-Agent": self.settings.user_agent, "Accept": ACCEPT,
+        headers = {"Host": target.authority, "User-Agent": self.settings.user_agent, "Accept": self.accept,
                    "Accept-Encoding": "gzip, deflate"}
         return pool.urlopen("GET", target.path, headers=headers, retries=False, redirect=False,
                             assert_same_host=False, timeout=timeout, preload_content=False,

@@ -37,6 +37,7 @@ from detector.backends import CPU_FORWARD_BATCH
 from detector.decode_budget import decode_within_budget, process_budget
 from detector.errors import DecodeError
 from detector.preprocess import draft_target
+from worker.decision import decide
 from worker.errors import FetchError, ScoreError
 from worker.fetch import FetchResult
 from worker.provenance import extract_provenance
@@ -238,7 +239,7 @@ def _decode(image_id: int, fetched: FetchResult | FetchError, ctx: ScoringContex
         bytes=len(fetched.content),
         width=image.width,
         height=image.height,
-        format=_format_of(fetched.content),
+        format=image.info.get("format"),
         provenance=provenance.summary,
         provenance_evidence=provenance.evidence,
     )
@@ -269,6 +270,7 @@ def _copy_row(previous: VerdictRecord, image_id: int) -> VerdictRow:
         model_id=previous.model_id,
         p_ai=previous.p_ai,
         label=previous.label,
+        reason=previous.reason,
         p_midjourney=previous.p_midjourney,
         p_stable_diffusion=previous.p_stable_diffusion,
         p_sd_finetune=previous.p_sd_finetune,
@@ -278,13 +280,17 @@ def _copy_row(previous: VerdictRecord, image_id: int) -> VerdictRow:
     )
 
 
-def _verdict_row(image_id: int, verdict: Verdict, ctx: ScoringContext, latency_ms: float) -> VerdictRow:
+def _verdict_row(image_id: int, verdict: Verdict, ctx: ScoringContext, latency_ms: float,
+                 provenance: str | None) -> VerdictRow:
+    """The pixels' verdict as a row, its label overruled (``reason``) where metadata declares the image AI-made."""
     scores = verdict.family_scores
+    decision = decide(VerdictLabel(verdict.label), provenance)
     return VerdictRow(
         image_id=image_id,
         model_id=ctx.model_id,
         p_ai=verdict.p_ai,
-        label=VerdictLabel(verdict.label),
+        label=decision.label,
+        reason=decision.reason,
         p_midjourney=scores.get("midjourney"),
         p_stable_diffusion=scores.get("stable_diffusion"),
         p_sd_finetune=scores.get("sd_finetune"),
@@ -312,7 +318,9 @@ def _store(
     """All verdicts and statuses in one transaction, retried while the database is unreachable."""
     done, failed, retry_ids = [], [], []
     with transaction(ctx.sessions) as session:
-        rows = [v if isinstance(v, VerdictRow) else _verdict_row(i, v, ctx, latency_ms) for i, v in verdicts.items()]
+        provenance = {item.image_id: item.facts.provenance for item in ready}
+        rows = [v if isinstance(v, VerdictRow) else _verdict_row(i, v, ctx, latency_ms, provenance.get(i))
+                for i, v in verdicts.items()]
         upsert_verdicts(session, rows)
         for item in ready:
             image_repo.mark_done(session, item.image_id, item.facts)
@@ -328,13 +336,3 @@ def _store(
                 failed.append(image_id)
     outcome.done, outcome.retry = done, retry_ids
     outcome.failed.extend(failed)
-
-
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
-          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
-
-
-def _format_of(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return next((name for magic, name in _MAGIC if data.startswith(magic)), None)

@@ -1,10 +1,11 @@
-"""Provenance evidence read from the bytes the worker already downloaded, kept beside the pixel verdict.
+"""Provenance evidence read from the bytes the worker already downloaded, stored beside the pixel score.
 
 Four kinds of evidence, strongest first: C2PA content credentials (read with the c2pa library, whose
 validation state we record), the IPTC ``DigitalSourceType`` in XMP, text chunks that generators write
 (A1111 ``parameters``, ComfyUI ``prompt``/``workflow``, InvokeAI ``Dream``/``invokeai_metadata``/
-``sd-metadata``, ...) and EXIF/XMP fields that name a generator. Metadata is easy to forge and to strip:
-present, it raises confidence; absent, it says nothing. See docs/provenance.md.
+``sd-metadata``, Midjourney's ``Description`` with its ``Job ID``, ...) and EXIF/XMP fields that name a
+generator. Metadata is easy to forge and to strip: present, it raises confidence; absent, it says nothing.
+:mod:`worker.decision` turns an AI declaration into the verdict's label. See docs/provenance.md.
 
 :func:`extract_provenance` never raises and is cheap on images without metadata: it walks the container's
 headers (JPEG segments up to the scan, PNG chunks, WebP chunks) without decoding pixels, reads at most
@@ -155,6 +156,7 @@ _A1111_FIELDS = {
     "version": re.compile(r"Version: ([^,\n]{1,100})"),
 }
 _INVOKE_KEYS = {"dream", "sd-metadata", "invokeai_metadata", "invokeai_graph"}
+_MIDJOURNEY_JOB = re.compile(r"Job ID: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _generator_hits(fields: dict[str, str]) -> list[dict[str, Any]]:
@@ -186,6 +188,8 @@ def _classify(key: str, text: str) -> dict[str, Any] | None:
         if key == "fooocus_scheme" or (obj is not None and "prompt" in obj):
             return {"tool": "Fooocus" if "fooocus" in text[:20_000].lower() or key != "parameters" else "unknown"}
         return None
+    if key == "description" and _MIDJOURNEY_JOB.search(text[:20_000]):  # Midjourney's PNG: the prompt, then its job
+        return {"tool": "Midjourney"}
     if key == "generation_data" and text.strip():
         return {"tool": "unknown"}
     if key in _NAMED_FIELDS:

@@ -13,6 +13,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from aidetect import image_formats
+
 MAX_TEXT_BYTES = 1 << 20  # per text chunk, XMP packet or EXIF value read
 MAX_XMP_BYTES = 2 << 20  # all XMP packets of one image together
 MAX_SEGMENTS = 4096  # JPEG markers, PNG or WebP chunks walked
@@ -23,7 +25,6 @@ MAX_NAME_CHARS = 4000  # how much of a field is searched for a generator's name
 XMP_NS = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_EXT_NS = b"http://ns.adobe.com/xmp/extension/\x00"
 TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
-HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 C2PA_FORMATS = {"jpeg", "png", "webp", "tiff", "gif", "heif", "avif", "jxl"}
 EXIF_IFD0 = {0x010E: "ImageDescription", 0x010F: "Make", 0x0110: "Model", 0x0131: "Software", 0x013B: "Artist",
              0x9C9C: "XPComment", 0x9C9D: "XPAuthor"}
@@ -92,23 +93,9 @@ class Metadata:
 
 
 def sniff(data: bytes) -> str | None:
-    """The container format from its magic bytes (lower case), or None."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:4] in TIFF_HEADERS:
-        return "tiff"
-    if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        return "avif" if brand in (b"avif", b"avis") else "heif" if brand in HEIF_BRANDS else None
-    if data[:2] == b"\xff\x0a" or data[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
-        return "jxl"
-    return None
+    """The container format, as the decoder's own sniffing names it (lower case: ``jpeg``, ``heif`` ...), or None."""
+    fmt = image_formats.sniff(data).format
+    return fmt.lower() if fmt else None
 
 
 def read_container(data: bytes) -> Metadata:

@@ -54,3 +54,31 @@ def test_score_without_checkpoint_says_what_to_do(tmp_path: Path) -> None:
     result = run_cli(["score", "a.jpg"], cwd=tmp_path, AIDETECT_CHECKPOINT=str(tmp_path / "missing"))
     assert result.returncode != 0
     assert "checkpoint not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_score_a_folder_of_every_web_format(tmp_path: Path, checkpoint_dir: Path) -> None:
+    """AVIF, HEIC, JPEG XL, animated WebP/AVIF and the classic formats: a verdict each; PostScript and SVG refused."""
+    import sqlite3
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    expected = {}
+    for suffix, (fmt, make) in images.WEB_FORMATS.items():
+        (folder / f"photo{suffix}").write_bytes(make())
+        expected[f"photo{suffix}"] = fmt
+    (folder / "drawing.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    (tmp_path / "logo.svg").write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>')
+    (tmp_path / "print.eps").write_bytes((folder / "drawing.eps").read_bytes())
+    result = run_cli(["score", str(folder), str(tmp_path / "logo.svg"), str(tmp_path / "print.eps"),
+                      "--format", "json"], cwd=tmp_path, AIDETECT_CHECKPOINT=str(checkpoint_dir))
+    assert result.returncode == 0, result.stderr
+    rows = {Path(r["url"]).name: r for r in json.loads(result.stdout)}
+    assert set(rows) == {*expected, "logo.svg", "print.eps"}  # drawing.eps: not an image suffix, not collected
+    for name in expected:
+        assert rows[name]["status"] == "done", rows[name]
+        assert rows[name]["label"] in {"ai", "real", "uncertain"} and 0.0 <= rows[name]["p_ai"] <= 1.0
+    assert (rows["logo.svg"]["status"], rows["logo.svg"]["error_code"]) == ("failed", "not_an_image")
+    assert (rows["print.eps"]["status"], rows["print.eps"]["error_code"]) == ("failed", "unsupported_format")
+    with sqlite3.connect(tmp_path / "aidetect.db") as db:
+        formats = {Path(url).name: fmt for url, fmt in db.execute("SELECT url, format FROM images")}
+    assert {name: formats[name] for name in expected} == expected

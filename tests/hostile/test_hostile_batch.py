@@ -26,6 +26,7 @@ from db.models import Image, Verdict, WorkStatus
 from db.session import transaction
 from tests.conftest import REPO_ROOT
 from tests.hostile import images as hostile
+from tests.image_factory import WEB_FORMATS
 from tests.worker.http_server import LocalHTTPServer, loopback_only, png_bytes
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
@@ -89,8 +90,13 @@ def test_a_batch_of_hostile_images_ends_row_by_row(server: LocalHTTPServer, runt
     add("svg-as-png", SVG, "image/png", WorkStatus.FAILED, "not_an_image")
     add("pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj", "application/octet-stream", WorkStatus.FAILED,
         "not_an_image")
-    add("ico", b"\x00\x00\x01\x00\x01\x00\x10\x10" + b"\0" * 60, "image/x-icon", WorkStatus.FAILED, "not_an_image")
-    add("avif", b"\x00\x00\x00\x1cftypavif" + b"\0" * 40, "image/avif", WorkStatus.FAILED, "not_an_image")
+    # formats the decoder reads, with a header and nothing behind it: corrupt, not "not an image"
+    add("ico", b"\x00\x00\x01\x00\x01\x00\x10\x10" + b"\0" * 60, "image/x-icon", WorkStatus.FAILED, "decode_error")
+    add("avif", b"\x00\x00\x00\x1cftypavif" + b"\0" * 40, "image/avif", WorkStatus.FAILED, "decode_error")
+    add("eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\nshowpage\n", "image/x-eps", WorkStatus.FAILED,
+        "unsupported_format")  # never handed to Ghostscript
+    for suffix, (_, make) in WEB_FORMATS.items():  # AVIF, HEIC, JPEG XL, animated WebP/AVIF ...
+        add(f"web{suffix}", make(), "application/octet-stream", WorkStatus.DONE)
     add("good-neighbour", png_bytes(9, 9, (3, 4, 5)), "image/png", WorkStatus.DONE)
 
     ids = queue(runtime, list(expected))

@@ -59,7 +59,7 @@ def test_label_then_export(env: str, sqlite_sessions: sessionmaker[Session], tmp
         result = run("label", spelled_differently, "--as", "real", "--note", "camera original")
         assert result.exit_code == 0, result.output
         assert f"image {photo_id} labelled real by dora" in result.output
-        assert "pixel verdict of the active model: ai (p_ai=0.910)" in result.output
+        assert "verdict of the active model: ai (reason pixels, pixel p_ai=0.910)" in result.output
 
         result = run("label", str(generated_id), "--as", "ai", "--family", "sd-finetune", "--by", "erin")
         assert result.exit_code == 0, result.output

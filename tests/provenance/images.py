@@ -29,6 +29,10 @@ COMFY_PROMPT = {
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
     "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "model": ["4", 0]}},
 }
+NOVELAI_COMMENT = {"prompt": "a lighthouse at dusk", "steps": 28, "sampler": "k_euler_ancestral", "seed": 42,
+                   "scale": 5.0, "uc": "lowres"}
+MIDJOURNEY_DESCRIPTION = ("a lighthouse at dusk, oil painting --ar 4:3 --v 6.1 "
+                          "Job ID: 9f1c2e4a-7b3d-4c8e-a1f2-3d4e5f6a7b8c")
 COMFY_WORKFLOW = {"last_node_id": 9, "nodes": [{"id": 4, "type": "CheckpointLoaderSimple"}], "links": []}
 
 
@@ -101,6 +105,17 @@ def a1111_png(**kwargs: bool) -> bytes:
 
 def comfyui_png() -> bytes:
     return png_with_text({"prompt": json.dumps(COMFY_PROMPT), "workflow": json.dumps(COMFY_WORKFLOW)})
+
+
+def novelai_png() -> bytes:
+    """What NovelAI writes: its name as Software, the generation settings as a JSON Comment."""
+    return png_with_text({"Title": "NovelAI generated image", "Software": "NovelAI",
+                          "Source": "NovelAI Diffusion V4 4F49EC75", "Comment": json.dumps(NOVELAI_COMMENT)})
+
+
+def midjourney_png() -> bytes:
+    """What Midjourney writes in its PNG downloads: the prompt and job id as Description, the user as Author."""
+    return png_with_text({"Author": "u1234567", "Description": MIDJOURNEY_DESCRIPTION})
 
 
 def invokeai_png() -> bytes:
@@ -197,3 +212,33 @@ def c2pa_sign(data: bytes, mime: str, signer: SigningKeys, source_type: str | No
         out = io.BytesIO()
         builder.sign(c2pa_signer, mime, io.BytesIO(data), out)
     return out.getvalue()
+
+
+# ---- files whose metadata decides (or must not decide) the verdict --------------------------------------------
+
+@dataclass(frozen=True)
+class VerdictSample:
+    """An image file, the ``reason`` its verdict must carry, and the metadata-free file with the same pixels."""
+
+    data: bytes
+    reason: str  # "pixels" when the metadata must not change the pixels' label
+    twin: str  # the sample with identical pixels and no metadata
+
+
+def verdict_samples(signer: SigningKeys) -> dict[str, VerdictSample]:
+    """PNG and JPEG files as generators and cameras write them, plus their metadata-free twins."""
+    plain_jpeg = encode(photo(), "JPEG", quality=90)
+    return {
+        "plain.png": VerdictSample(png_with_text({}), "pixels", "plain.png"),
+        "plain.jpg": VerdictSample(plain_jpeg, "pixels", "plain.jpg"),
+        "a1111.png": VerdictSample(a1111_png(), "generator_metadata", "plain.png"),
+        "comfyui.png": VerdictSample(comfyui_png(), "generator_metadata", "plain.png"),
+        "novelai.png": VerdictSample(novelai_png(), "generator_metadata", "plain.png"),
+        "midjourney.png": VerdictSample(midjourney_png(), "generator_metadata", "plain.png"),
+        "midjourney.jpg": VerdictSample(iptc_jpeg("trainedAlgorithmicMedia"), "iptc", "plain.jpg"),
+        "composite.jpg": VerdictSample(iptc_jpeg("compositeWithTrainedAlgorithmicMedia"), "iptc", "plain.jpg"),
+        "firefly.jpg": VerdictSample(c2pa_sign(plain_jpeg, "image/jpeg", signer), "c2pa", "plain.jpg"),
+        "camera.jpg": VerdictSample(c2pa_sign(plain_jpeg, "image/jpeg", signer, source_type="digitalCapture",
+                                              generator="aidetect-test-camera", agent="camera firmware 2.1"),
+                                    "pixels", "plain.jpg"),
+    }

@@ -112,6 +112,17 @@ def test_other_generator_chunks(key: str, value: str, tool: str) -> None:
     assert result.evidence["generators"][0]["tool"] == tool
 
 
+@pytest.mark.parametrize("build, tool", [(images.novelai_png, "NovelAI"), (images.midjourney_png, "Midjourney")])
+def test_novelai_and_midjourney_pngs(build, tool: str) -> None:  # type: ignore[no-untyped-def]
+    result = extract_provenance(build())
+    assert result.summary == "generator_metadata"
+    assert tool in {hit["tool"] for hit in result.evidence["generators"]}
+
+
+def test_a_description_without_a_midjourney_job_id_says_nothing() -> None:
+    assert summary_of(images.png_with_text({"Description": "Job ID: pending. Holiday photo, beach"})) == "none"
+
+
 def test_prompt_key_that_is_not_comfyui_json_is_not_generator_metadata() -> None:
     assert summary_of(images.png_with_text({"prompt": "say cheese"})) == "none"
 

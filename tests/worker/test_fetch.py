@@ -10,13 +10,17 @@ from __future__ import annotations
 import time
 import tracemalloc
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from aidetect.image_formats import accept_header
 from aidetect.settings import Settings
+from detector.preprocess import decode_image
 from tests.worker.http_server import (
     LocalHTTPServer,
     NetworkGuard,
+    Reply,
     StaticResolver,
     chunked,
     compressed,
@@ -115,6 +119,26 @@ def test_fetches_an_image(fetcher: SafeFetcher, server: LocalHTTPServer) -> None
     (request,) = server.requests
     assert request.headers["User-Agent"] == fetcher.settings.user_agent
     assert request.headers["Host"] == f"127.0.0.1:{server.port}"
+
+
+def test_the_accept_header_names_the_decodable_formats_and_a_negotiating_server_sends_avif(
+        fetcher: SafeFetcher, server: LocalHTTPServer) -> None:
+    """An image CDN picks the first format the client names: AVIF here, which the decoder then reads."""
+    from tests.image_factory import WEB_FORMATS
+
+    avif, jpeg = WEB_FORMATS[".avif"][1](), WEB_FORMATS[".jpg"][1]()
+
+    def negotiate(req: BaseHTTPRequestHandler) -> None:
+        if "image/avif" in req.headers.get("Accept", ""):
+            send_reply(req, Reply(200, {"Content-Type": "image/avif", "Vary": "Accept"}, avif))
+        else:
+            send_reply(req, Reply(200, {"Content-Type": "image/jpeg", "Vary": "Accept"}, jpeg))
+
+    server.route("/photo", negotiate)
+    result = fetcher.fetch(server.url("/photo"))
+    assert server.requests[0].headers["Accept"] == accept_header()
+    assert result.content_type == "image/avif" and result.content == avif
+    assert decode_image(result.content).info["format"] == "AVIF"
 
 
 def test_a_name_is_resolved_once_and_sent_as_host(server: LocalHTTPServer, guard: NetworkGuard) -> None:

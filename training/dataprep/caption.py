@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from aidetect.image_formats import image_suffixes
 from db.captions import CaptionRow, find_captions, upsert_captions
 from db.session import transaction
 from detector.errors import DecodeError
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
 CAPTION_COLUMNS = ("source", "content_sha256", "caption", "caption_model", "caption_error")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def read_real_photos(source: Path) -> Table:
     Rows get an absolute ``path`` and an explicit ``source``. Raises ManifestError for a bad manifest.
     """
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in image_suffixes())
         rows = [{"path": str(p.resolve()), "label": "real", "family": REAL_FAMILY, "generator": "photo",
                  "source": p.parent.relative_to(source).as_posix() if p.parent != source else source.name,
                  "split": ""} for p in files]
