@@ -25,11 +25,11 @@ from urllib.parse import urljoin, urlsplit
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 from w3lib.encoding import html_to_unicode
 
+from aidetect.image_formats import image_suffixes
 from aidetect.urls import MAX_URL_LENGTH, InvalidURL, NormalisedURL, normalise_url
 from producer.crawl.css import CssImage, StyleRefs, declaration_images, rule_applies, stylesheet_refs
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".avif", ".bmp", ".tif",
-                            ".tiff"})
+IMAGE_SUFFIXES = image_suffixes()  # what this install decodes (Pillow's registry)
 # Lazy-loading libraries keep the real image here and a placeholder in src/srcset.
 LAZY_SRCSET_ATTRS = ("data-lazy-srcset", "data-srcset")
 LAZY_SRC_ATTRS = ("data-lazy-src", "data-src", "data-original", "data-lazy", "data-url", "data-hi-res-src")

@@ -59,6 +59,8 @@ def media_type(header: str | None) -> str | None:
 class DocumentFetcher(SafeFetcher):
     """A :class:`SafeFetcher` for one kind of document, bounded by ``max_bytes``."""
 
+    accept = "text/html,application/xhtml+xml,application/xml;q=0.9,text/plain;q=0.8,*/*;q=0.5"
+
     def __init__(self, settings: Settings, policy: MediaPolicy, max_bytes: int, resolver: Resolver | None = None):
         super().__init__(settings.model_copy(update={"max_image_bytes": max_bytes}), resolver)
         self.policy = policy
