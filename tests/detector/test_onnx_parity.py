@@ -93,10 +93,11 @@ def test_onnx_matches_torch_on_every_test_image(pretrained_ckpt: Path, corpus: l
 
 def test_batch_size_does_not_change_onnx_verdicts(pretrained_ckpt: Path, corpus: list[Image.Image]) -> None:
     fast = OnnxDetector.from_checkpoint(pretrained_ckpt)
-    batch = torch.stack([fast.preprocess(img) for img in corpus[:10]])
-    together = [v.p_ai for v in fast.predict_tensors(batch)]
-    one_by_one = [fast.predict_tensors(batch[i : i + 1])[0].p_ai for i in range(10)]
+    batch = np.stack([fast.preprocess_array(img) for img in corpus[:10]])
+    together = [v.p_ai for v in fast.predict_arrays(batch)]
+    one_by_one = [fast.predict_arrays(batch[i : i + 1])[0].p_ai for i in range(10)]
     assert together == pytest.approx(one_by_one, abs=1e-5)
+    assert [v.p_ai for v in fast.predict_tensors(torch.from_numpy(batch))] == together
 
 
 def test_export_is_cached_by_checkpoint_hash(pretrained_ckpt: Path, onnx_cache: Path,
@@ -105,8 +106,8 @@ def test_export_is_cached_by_checkpoint_hash(pretrained_ckpt: Path, onnx_cache: 
     assert first.onnx_path.parent == onnx_cache / "aidetect" / "onnx"
     assert first.onnx_path.name.startswith(first.model_info.sha256)
     exports: list[Path] = []
-    real_export = onnx_backend.export_onnx
-    monkeypatch.setattr(onnx_backend, "export_onnx", lambda *a: exports.append(a[2]) or real_export(*a))
+    real_export = onnx_backend.export
+    monkeypatch.setattr(onnx_backend, "export", lambda *a: exports.append(a[1]) or real_export(*a))
     second = OnnxDetector.from_checkpoint(pretrained_ckpt)
     assert exports == [] and second.onnx_path == first.onnx_path
 
