@@ -81,6 +81,7 @@ class E2ERun:
     seconds: float
     verdicts: int
     failed: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float | None = None  # CPU time of the process(es) doing the work (not Redis, PostgreSQL, server)
 
 
 def _remaining(deadline: float) -> float:
@@ -157,7 +158,8 @@ def naive_loop(urls: Sequence[str], db: BenchDatabase, env: dict[str, str], work
     report_ = run_naive_loop(_queue_rows(db, urls), env, workdir, timeout_s=_remaining(deadline))
     _, verdicts, _ = db.progress()
     seconds = max(1e-6, float(report_["seconds"]))
-    return E2ERun(len(urls) / seconds, seconds, verdicts, db.failures()), float(report_["peak_rss_mib"])
+    run_ = E2ERun(len(urls) / seconds, seconds, verdicts, db.failures(), float(report_["cpu_seconds"]))
+    return run_, float(report_["peak_rss_mib"])
 
 
 def _checkpoint(cfg: BenchConfig, workdir: Path) -> Path:
@@ -263,22 +265,31 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         for send in senders.values():  # warm-up, not measured: first batches pay for lazy initialisation
             end_to_end(urls[: min(len(urls), 8)], db, send, deadline, broker_ok)
         reps: list[dict[str, float]] = []
+        per_cpu: list[dict[str, float]] = []  # images per CPU-second of the working processes
         details: list[dict[str, Any]] = []
         loop_rss: list[float] = []
+        sender_workers = {name: workers[f"worker_{name[4:]}" if name.startswith("e2e_") else "naive_worker"]
+                          for name in senders}
         for rep in range(cfg.reps):
             rates: dict[str, float] = {}
+            cpu_rates: dict[str, float] = {}
             detail: dict[str, Any] = {}
             for name, send in senders.items():
                 load["samples"].append(report.loadavg())
+                cpu_before = sender_workers[name].cpu_seconds()
                 result = end_to_end(urls, db, send, deadline, broker_ok)
+                result.cpu_seconds = sender_workers[name].cpu_seconds() - cpu_before
                 rates[name], detail[name] = result.rate, asdict(result)
-                log.info("rep %d %s: %.1f img/s", rep + 1, name, result.rate)
+                cpu_rates[name] = len(urls) / max(1e-6, result.cpu_seconds)
+                log.info("rep %d %s: %.1f img/s, %.1f img/CPU-s", rep + 1, name, result.rate, cpu_rates[name])
                 if name.startswith("e2e_") and cfg.naive_loop and "naive_loop" not in rates:
                     load["samples"].append(report.loadavg())  # the loop right after the default path
                     result, rss = naive_loop(urls, db, env, workdir, deadline)
                     rates["naive_loop"], detail["naive_loop"] = result.rate, asdict(result)
+                    cpu_rates["naive_loop"] = len(urls) / max(1e-6, result.cpu_seconds or 0.0)
                     loop_rss.append(rss)
-                    log.info("rep %d naive_loop: %.1f img/s", rep + 1, result.rate)
+                    log.info("rep %d naive_loop: %.1f img/s, %.1f img/CPU-s", rep + 1, result.rate,
+                             cpu_rates["naive_loop"])
             _remaining(deadline)
             load["samples"].append(report.loadavg())
             decoded = decode_bound(urls, ctx, cfg.batch_size, keep=cfg.model_images)
@@ -292,6 +303,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                                                  max_seconds=min(60.0, _remaining(deadline)))
             log.info("rep %d stages: %s", rep + 1, {k: round(v, 1) for k, v in rates.items()})
             reps.append(rates)
+            per_cpu.append(cpu_rates)
             details.append(detail)
         rss = {name: worker.peak_rss_mib() for name, worker in workers.items()}
         rss_processes = {name: worker.peak_rss_per_process_mib() for name, worker in workers.items()}
@@ -302,7 +314,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     med = report.medians(reps)
     default = report.Default(e2e=f"e2e_{cfg.e2e_backends[0]}", model=f"model_{ctx.detector.backend}",
                              worker=f"worker_{cfg.e2e_backends[0]}")
-    rat = report.ratios(med, default)
+    rat = report.ratios(med, default, report.medians(per_cpu))
     samples = load["samples"] + [report.loadavg()]
     document = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -315,6 +327,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                    "default_backend": f"{cfg.e2e_backends[0]} -> {ctx.detector.backend}"},
         "default": asdict(default),
         "median": med,
+        "images_per_cpu_second": report.medians(per_cpu),
         "ratios": rat,
         "targets": report.targets(rat, rss.get(default.worker)),
         "peak_rss_mib": rss,

@@ -179,6 +179,10 @@ class CeleryWorker(Process):
         """Peak resident memory (VmHWM) of the worker and its pool children, summed, in MiB."""
         return sum(self.peak_rss_per_process_mib().values())
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the main process and its pool children have used so far."""
+        return sum(_cpu_seconds(pid) for pid in [self.pid, *_children(self.pid)])
+
     def peak_rss_per_process_mib(self) -> dict[str, float]:
         """Peak resident memory (VmHWM) in MiB of the main process and of each pool child (``pool-<pid>``)."""
         peaks = {"main": _vm_hwm_kib(self.pid) / 1024}
@@ -211,6 +215,14 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _vm_hwm_kib(pid: int) -> int:
