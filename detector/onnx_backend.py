@@ -43,11 +43,11 @@ def onnx_cache_dir() -> Path:
     return Path(base) / "aidetect" / "onnx"
 
 
-def export(directory: Path, target: Path) -> Path:
-    """Export the checkpoint at ``directory`` to ``target``: in this process when torch is already loaded, else in
-    a child process, so that a torch-free worker stays torch-free. Raises CheckpointError, DetectorError, ImportError
-    or OSError."""
-    if "torch" in sys.modules:
+def export(directory: Path, target: Path, in_process: bool | None = None) -> Path:
+    """Export the checkpoint at ``directory`` to ``target``: in this process when torch is already loaded (or
+    ``in_process``), else in a child process, so that a torch-free worker stays torch-free. Raises CheckpointError,
+    DetectorError, ImportError or OSError."""
+    if in_process if in_process is not None else "torch" in sys.modules:
         from detector.onnx_export import export_checkpoint
 
         return export_checkpoint(directory, target)

@@ -56,6 +56,12 @@ def export_checkpoint(directory: Path, target: Path) -> Path:
     return export_onnx(model, config, target)
 
 
+def one_line(message: str, limit: int = 500) -> str:
+    """``message`` on one line (torch's state-dict errors span many), at most ``limit`` characters."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
@@ -65,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_checkpoint(Path(args[0]), Path(args[1]))
     except CheckpointError as exc:
-        print(f"cannot export {args[0]} to ONNX: {exc}", file=sys.stderr)
+        print(one_line(str(exc)), file=sys.stderr)
         return CHECKPOINT_EXIT
     except (DetectorError, ImportError, OSError) as exc:
-        print(f"cannot export {args[0]} to ONNX: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(one_line(f"cannot export {args[0]} to ONNX: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 2
     return 0
 

@@ -45,8 +45,10 @@ def test_bench_produces_every_rate(admin_url: str, redis_url: str, checkpoint_di
             "model_onnx_batch8"} <= set(rates)
     assert all(rate > 0 for rate in rates.values()), rates
     assert result["config"]["default_backend"] == "auto -> onnx"
-    assert {"e2e_vs_naive_loop", "e2e_vs_naive_tasks", "e2e_vs_shared_core_bound", "onnx_vs_torch_model"} <= set(
-        result["ratios"])
+    assert {"e2e_vs_naive_loop", "e2e_vs_naive_loop_per_cpu_second", "e2e_vs_naive_tasks",
+            "e2e_vs_shared_core_bound", "onnx_vs_torch_model"} <= set(result["ratios"])
+    assert set(result["images_per_cpu_second"]) == {"e2e_auto", "naive_loop", "naive"}
+    assert all(rate > 0 for rate in result["images_per_cpu_second"].values())
     assert set(result["targets"]) == {"e2e_vs_naive_loop", "e2e_vs_shared_core_bound", "onnx_vs_torch_model",
                                       "default_worker_peak_rss_mib"}
     assert {"worker_auto", "naive_worker", "naive_loop"} == set(result["peak_rss_mib"])

@@ -131,3 +131,24 @@ def test_numpy_preprocessing_is_bit_identical_to_torch_normalize(corpus: list[Im
             expected = normalize(pixels, config.mean, config.std)
             got = to_tensor(crop, config)
             assert got.is_contiguous() and got.dtype == torch.float32 and torch.equal(got, expected)
+
+
+def test_export_in_a_child_process_reports_a_bad_checkpoint_in_one_line(untrained_ckpt: Path, tmp_path: Path) -> None:
+    """The child-process export (what a torch-free worker uses) works, and a checkpoint whose weights do not fit its
+    architecture comes back as one CheckpointError line, not a traceback."""
+    import json
+    import shutil
+
+    from detector.errors import CheckpointError
+
+    good = onnx_backend.export(untrained_ckpt, tmp_path / "good.onnx", in_process=False)
+    assert good.stat().st_size > 1_000_000
+    bad = tmp_path / "bad"
+    shutil.copytree(untrained_ckpt, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["arch"] = "tf_efficientnet_lite1"
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="weights do not match") as caught:
+        onnx_backend.export(bad, tmp_path / "bad.onnx", in_process=False)
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+    assert not (tmp_path / "bad.onnx").exists()
