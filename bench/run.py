@@ -68,6 +68,9 @@ class BenchConfig:
     admin_database_url: str = DEFAULT_ADMIN_URL
     redis_url: str = DEFAULT_REDIS_URL
     torch_threads: int | None = None  # None: settings.intra_op_threads() (usable cores / worker concurrency)
+    # torch threads of the naive baselines (None: as the workers); 1 avoids the collapse of eager torch's OpenMP
+    # threads when other processes hold the cores (docs/benchmarks.md)
+    naive_torch_threads: int | None = None
     timeout_s: float = 1800.0
     seed: int = 0
     out: Path = REPO_ROOT / "bench" / "results" / "latest.json"
@@ -234,6 +237,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         stack.callback(flush_redis, cfg.redis_url)
         broker_ok = sentinel(cfg.redis_url)
         env = _worker_env(cfg, db, checkpoint)
+        naive_env = {**env, **({"AIDETECT_TORCH_THREADS": str(cfg.naive_torch_threads)}
+                               if cfg.naive_torch_threads else {})}
         server = ImageServer([i.path for i in images], workdir, env, max_seconds=cfg.timeout_s + 60)
         stack.callback(server.stop)
         urls = [server.url(i) for i in range(len(images))]
@@ -251,7 +256,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         workers = {f"worker_{b}": CeleryWorker("worker", f"bench-detect-{b}", _worker_env(
             cfg, db, checkpoint, AIDETECT_BACKEND=b), workdir) for b in cfg.e2e_backends}
         if cfg.naive:
-            workers["naive_worker"] = CeleryWorker("bench.naive_tasks", NAIVE_QUEUE, env, workdir)
+            workers["naive_worker"] = CeleryWorker("bench.naive_tasks", NAIVE_QUEUE, naive_env, workdir)
         for worker in workers.values():
             stack.callback(worker.stop)
             stack.push(_log_tail_on_error(worker))
@@ -284,7 +289,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                 log.info("rep %d %s: %.1f img/s, %.1f img/CPU-s", rep + 1, name, result.rate, cpu_rates[name])
                 if name.startswith("e2e_") and cfg.naive_loop and "naive_loop" not in rates:
                     load["samples"].append(report.loadavg())  # the loop right after the default path
-                    result, rss = naive_loop(urls, db, env, workdir, deadline)
+                    result, rss = naive_loop(urls, db, naive_env, workdir, deadline)
                     rates["naive_loop"], detail["naive_loop"] = result.rate, asdict(result)
                     cpu_rates["naive_loop"] = len(urls) / max(1e-6, result.cpu_seconds or 0.0)
                     loop_rss.append(rss)
@@ -358,6 +363,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
                    help="PostgreSQL server where a scratch database is created and dropped")
     p.add_argument("--redis-url", default=defaults.redis_url, help="a Redis database the bench may flush")
     p.add_argument("--torch-threads", type=int, default=None)
+    p.add_argument("--naive-torch-threads", type=int, default=None,
+                   help="torch threads of the naive baselines (default: as the workers)")
     p.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds for the whole run")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", type=Path, default=defaults.out, help="where the JSON goes")
@@ -368,7 +375,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
                        model_backends=_names(a.model_backends), naive=not a.no_naive,
                        naive_loop=not a.no_naive_loop, model_images=a.model_images,
                        checkpoint=a.checkpoint, dataset=a.dataset, admin_database_url=a.admin_database_url,
-                       redis_url=a.redis_url, torch_threads=a.torch_threads, timeout_s=a.timeout, seed=a.seed,
+                       redis_url=a.redis_url, torch_threads=a.torch_threads,
+                       naive_torch_threads=a.naive_torch_threads, timeout_s=a.timeout, seed=a.seed,
                        out=a.out, log_dir=a.log_dir, notes=a.notes)
 
 
