@@ -5,11 +5,13 @@
 Per repetition, on the same N images and settings:
 
 1. end-to-end: enqueue the N URLs (``producer.enqueue``) to a real ``celery worker -A worker`` (one per backend
-   in ``--e2e-backends``) on the real Redis and a scratch PostgreSQL database; rate = N / (first enqueue ->
-   last ``finished_at``);
-2. the naive baseline (``bench.naive_tasks``): one task per URL, measured the same way;
-3. decode-bound: the worker's fetch + decode + preprocess stage alone, with its thread pools;
-4. model-bound: the detector alone on preprocessed batches of the worker's batch size, per backend.
+   in ``--e2e-backends``; the first, by default ``auto``, is the default path and is reported first) on the real
+   Redis and a scratch PostgreSQL database; rate = N / (first enqueue -> last ``finished_at``);
+2. the naive single-process loop (``bench.naive_loop``): urllib, full decode, torch at batch 1, one commit per
+   image, in a process of its own; rate = N / (first download -> last commit);
+3. the naive one-task-per-URL baseline (``bench.naive_tasks``), measured like end-to-end;
+4. decode-bound: the worker's fetch + decode + preprocess stage alone, with its thread pools;
+5. model-bound: the detector alone on preprocessed batches of the worker's batch size, per backend.
 
 Medians over the repetitions, ratios and targets are printed as a table and written as JSON.
 """
@@ -33,7 +35,7 @@ from typing import Any
 
 from bench import report
 from bench.dataset import DEFAULT_DATASET, REPO_ROOT, pick_images
-from bench.services import BenchDatabase, CeleryWorker, ImageServer, flush_redis, sentinel
+from bench.services import BenchDatabase, CeleryWorker, ImageServer, flush_redis, run_naive_loop, sentinel
 
 log = logging.getLogger("bench")
 
@@ -56,15 +58,19 @@ class BenchConfig:
     n: int = 500
     reps: int = 3
     batch_size: int = 64
-    e2e_backends: tuple[str, ...] = ("onnx",)
+    e2e_backends: tuple[str, ...] = ("auto",)  # the first is the default path, the one the targets are about
     model_backends: tuple[str, ...] = ("torch", "onnx")
-    naive: bool = True
+    naive: bool = True  # the one-task-per-URL baseline
+    naive_loop: bool = True  # the single-process loop baseline
     model_images: int = 256  # preprocessed images cycled through by the model-bound stage
     checkpoint: Path | None = None  # None: the packaged default model, else an untrained one (speed is the same)
     dataset: Path = DEFAULT_DATASET
     admin_database_url: str = DEFAULT_ADMIN_URL
     redis_url: str = DEFAULT_REDIS_URL
     torch_threads: int | None = None  # None: settings.intra_op_threads() (usable cores / worker concurrency)
+    # torch threads of the naive baselines (None: as the workers); 1 avoids the collapse of eager torch's OpenMP
+    # threads when other processes hold the cores (docs/benchmarks.md)
+    naive_torch_threads: int | None = None
     timeout_s: float = 1800.0
     seed: int = 0
     out: Path = REPO_ROOT / "bench" / "results" / "latest.json"
@@ -78,6 +84,7 @@ class E2ERun:
     seconds: float
     verdicts: int
     failed: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float | None = None  # CPU time of the process(es) doing the work (not Redis, PostgreSQL, server)
 
 
 def _remaining(deadline: float) -> float:
@@ -122,22 +129,40 @@ def _fast_sender(app: Any, db: BenchDatabase, queue: str, batch_size: int) -> Ca
     return send
 
 
-def _naive_sender(app: Any, db: BenchDatabase) -> Callable[[Sequence[str]], None]:
+def _queue_rows(db: BenchDatabase, urls: Sequence[str]) -> list[tuple[int, str]]:
+    """``queued`` rows for ``urls`` under a job of their own, as the naive baselines start: (id, url) pairs."""
     from aidetect.urls import normalise_url
-    from bench.naive_tasks import NAIVE_QUEUE, NAIVE_TASK
     from db import images as image_repo
     from db.jobs import create_job
     from db.session import transaction
 
+    normalised = [normalise_url(url) for url in urls]
+    items = [image_repo.NewImage(n.url, n.url_hash, n.domain) for n in normalised]
+    with transaction(db.sessions) as session:
+        job = create_job(session, "bench-naive", "bench")
+        ids = image_repo.queue_images(session, job.id, items, active_model_id=None).to_send
+    return list(zip(ids, [n.url for n in normalised], strict=True))
+
+
+def _naive_sender(app: Any, db: BenchDatabase) -> Callable[[Sequence[str]], None]:
+    from bench.naive_tasks import NAIVE_QUEUE, NAIVE_TASK
+
     def send(urls: Sequence[str]) -> None:
-        items = [image_repo.NewImage(n.url, n.url_hash, n.domain) for n in map(normalise_url, urls)]
-        with transaction(db.sessions) as session:
-            job = create_job(session, "bench-naive", "bench")
-            ids = image_repo.queue_images(session, job.id, items, active_model_id=None).to_send
-        for image_id in ids:
+        for image_id, _ in _queue_rows(db, urls):
             app.send_task(NAIVE_TASK, args=[image_id], queue=NAIVE_QUEUE)
 
     return send
+
+
+def naive_loop(urls: Sequence[str], db: BenchDatabase, env: dict[str, str], workdir: Path,
+               deadline: float) -> tuple[E2ERun, float]:
+    """The single-process loop over ``urls`` (fresh rows); its run and the loop process's peak RSS in MiB."""
+    db.reset()
+    report_ = run_naive_loop(_queue_rows(db, urls), env, workdir, timeout_s=_remaining(deadline))
+    _, verdicts, _ = db.progress()
+    seconds = max(1e-6, float(report_["seconds"]))
+    run_ = E2ERun(len(urls) / seconds, seconds, verdicts, db.failures(), float(report_["cpu_seconds"]))
+    return run_, float(report_["peak_rss_mib"])
 
 
 def _checkpoint(cfg: BenchConfig, workdir: Path) -> Path:
@@ -212,6 +237,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         stack.callback(flush_redis, cfg.redis_url)
         broker_ok = sentinel(cfg.redis_url)
         env = _worker_env(cfg, db, checkpoint)
+        naive_env = {**env, **({"AIDETECT_TORCH_THREADS": str(cfg.naive_torch_threads)}
+                               if cfg.naive_torch_threads else {})}
         server = ImageServer([i.path for i in images], workdir, env, max_seconds=cfg.timeout_s + 60)
         stack.callback(server.stop)
         urls = [server.url(i) for i in range(len(images))]
@@ -229,7 +256,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         workers = {f"worker_{b}": CeleryWorker("worker", f"bench-detect-{b}", _worker_env(
             cfg, db, checkpoint, AIDETECT_BACKEND=b), workdir) for b in cfg.e2e_backends}
         if cfg.naive:
-            workers["naive_worker"] = CeleryWorker("bench.naive_tasks", NAIVE_QUEUE, env, workdir)
+            workers["naive_worker"] = CeleryWorker("bench.naive_tasks", NAIVE_QUEUE, naive_env, workdir)
         for worker in workers.values():
             stack.callback(worker.stop)
             stack.push(_log_tail_on_error(worker))
@@ -243,15 +270,31 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         for send in senders.values():  # warm-up, not measured: first batches pay for lazy initialisation
             end_to_end(urls[: min(len(urls), 8)], db, send, deadline, broker_ok)
         reps: list[dict[str, float]] = []
+        per_cpu: list[dict[str, float]] = []  # images per CPU-second of the working processes
         details: list[dict[str, Any]] = []
+        loop_rss: list[float] = []
+        sender_workers = {name: workers[f"worker_{name[4:]}" if name.startswith("e2e_") else "naive_worker"]
+                          for name in senders}
         for rep in range(cfg.reps):
             rates: dict[str, float] = {}
+            cpu_rates: dict[str, float] = {}
             detail: dict[str, Any] = {}
             for name, send in senders.items():
                 load["samples"].append(report.loadavg())
+                cpu_before = sender_workers[name].cpu_seconds()
                 result = end_to_end(urls, db, send, deadline, broker_ok)
+                result.cpu_seconds = sender_workers[name].cpu_seconds() - cpu_before
                 rates[name], detail[name] = result.rate, asdict(result)
-                log.info("rep %d %s: %.1f img/s", rep + 1, name, result.rate)
+                cpu_rates[name] = len(urls) / max(1e-6, result.cpu_seconds)
+                log.info("rep %d %s: %.1f img/s, %.1f img/CPU-s", rep + 1, name, result.rate, cpu_rates[name])
+                if name.startswith("e2e_") and cfg.naive_loop and "naive_loop" not in rates:
+                    load["samples"].append(report.loadavg())  # the loop right after the default path
+                    result, rss = naive_loop(urls, db, naive_env, workdir, deadline)
+                    rates["naive_loop"], detail["naive_loop"] = result.rate, asdict(result)
+                    cpu_rates["naive_loop"] = len(urls) / max(1e-6, result.cpu_seconds or 0.0)
+                    loop_rss.append(rss)
+                    log.info("rep %d naive_loop: %.1f img/s, %.1f img/CPU-s", rep + 1, result.rate,
+                             cpu_rates["naive_loop"])
             _remaining(deadline)
             load["samples"].append(report.loadavg())
             decoded = decode_bound(urls, ctx, cfg.batch_size, keep=cfg.model_images)
@@ -261,15 +304,22 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                 for key, size in ((f"model_{backend}", ctx.forward_batch),
                                   (f"model_{backend}_batch{cfg.batch_size}", cfg.batch_size)):
                     if key not in rates:
-                        rates[key] = model_bound(detector, decoded.tensors, size,
+                        rates[key] = model_bound(detector, decoded.arrays, size,
                                                  max_seconds=min(60.0, _remaining(deadline)))
             log.info("rep %d stages: %s", rep + 1, {k: round(v, 1) for k, v in rates.items()})
             reps.append(rates)
+            per_cpu.append(cpu_rates)
             details.append(detail)
         rss = {name: worker.peak_rss_mib() for name, worker in workers.items()}
+        rss_processes = {name: worker.peak_rss_per_process_mib() for name, worker in workers.items()}
+        if loop_rss:
+            rss["naive_loop"] = max(loop_rss)
+            rss_processes["naive_loop"] = {"loop": max(loop_rss)}
 
     med = report.medians(reps)
-    rat = report.ratios(med, cfg.e2e_backends[0])
+    default = report.Default(e2e=f"e2e_{cfg.e2e_backends[0]}", model=f"model_{ctx.detector.backend}",
+                             worker=f"worker_{cfg.e2e_backends[0]}")
+    rat = report.ratios(med, default, report.medians(per_cpu))
     samples = load["samples"] + [report.loadavg()]
     document = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -278,11 +328,15 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
                    "n": len(urls), "checkpoint": str(checkpoint), "intra_op_threads": settings.intra_op_threads(),
                    "fetch_threads": settings.fetch_threads, "decode_threads": runtime.decode_pool._max_workers,
-                   "forward_batch": ctx.forward_batch},
+                   "forward_batch": ctx.forward_batch,
+                   "default_backend": f"{cfg.e2e_backends[0]} -> {ctx.detector.backend}"},
+        "default": asdict(default),
         "median": med,
+        "images_per_cpu_second": report.medians(per_cpu),
         "ratios": rat,
-        "targets": report.targets(rat),
+        "targets": report.targets(rat, rss.get(default.worker)),
         "peak_rss_mib": rss,
+        "peak_rss_per_process_mib": rss_processes,
         "reps": reps,
         "details": details,
     }
@@ -297,9 +351,11 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     p.add_argument("--n", type=int, default=defaults.n, help="images to serve (at most the corpus size)")
     p.add_argument("--reps", type=int, default=defaults.reps, help="repetitions (medians are reported)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per detect message")
-    p.add_argument("--e2e-backends", default=",".join(defaults.e2e_backends), help="worker backends, e.g. onnx,torch")
+    p.add_argument("--e2e-backends", default=",".join(defaults.e2e_backends),
+                   help="worker backends, the default path first, e.g. auto,torch")
     p.add_argument("--model-backends", default=",".join(defaults.model_backends))
-    p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    p.add_argument("--no-naive", action="store_true", help="skip the one-task-per-URL baseline")
+    p.add_argument("--no-naive-loop", action="store_true", help="skip the single-process loop baseline")
     p.add_argument("--model-images", type=int, default=defaults.model_images)
     p.add_argument("--checkpoint", type=Path, default=None)
     p.add_argument("--dataset", type=Path, default=defaults.dataset)
@@ -307,6 +363,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
                    help="PostgreSQL server where a scratch database is created and dropped")
     p.add_argument("--redis-url", default=defaults.redis_url, help="a Redis database the bench may flush")
     p.add_argument("--torch-threads", type=int, default=None)
+    p.add_argument("--naive-torch-threads", type=int, default=None,
+                   help="torch threads of the naive baselines (default: as the workers)")
     p.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds for the whole run")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", type=Path, default=defaults.out, help="where the JSON goes")
@@ -314,9 +372,11 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     p.add_argument("--notes", default="", help="free text stored in the JSON (e.g. the load on the machine)")
     a = p.parse_args(argv)
     return BenchConfig(n=a.n, reps=a.reps, batch_size=a.batch_size, e2e_backends=_names(a.e2e_backends),
-                       model_backends=_names(a.model_backends), naive=not a.no_naive, model_images=a.model_images,
+                       model_backends=_names(a.model_backends), naive=not a.no_naive,
+                       naive_loop=not a.no_naive_loop, model_images=a.model_images,
                        checkpoint=a.checkpoint, dataset=a.dataset, admin_database_url=a.admin_database_url,
-                       redis_url=a.redis_url, torch_threads=a.torch_threads, timeout_s=a.timeout, seed=a.seed,
+                       redis_url=a.redis_url, torch_threads=a.torch_threads,
+                       naive_torch_threads=a.naive_torch_threads, timeout_s=a.timeout, seed=a.seed,
                        out=a.out, log_dir=a.log_dir, notes=a.notes)
 
 

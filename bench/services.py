@@ -177,7 +177,31 @@ class CeleryWorker(Process):
 
     def peak_rss_mib(self) -> float:
         """Peak resident memory (VmHWM) of the worker and its pool children, summed, in MiB."""
-        return sum(_vm_hwm_kib(pid) for pid in [self.pid, *_children(self.pid)]) / 1024
+        return sum(self.peak_rss_per_process_mib().values())
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the main process and its pool children have used so far."""
+        return sum(_cpu_seconds(pid) for pid in [self.pid, *_children(self.pid)])
+
+    def peak_rss_per_process_mib(self) -> dict[str, float]:
+        """Peak resident memory (VmHWM) in MiB of the main process and of each pool child (``pool-<pid>``)."""
+        peaks = {"main": _vm_hwm_kib(self.pid) / 1024}
+        peaks.update({f"pool-{pid}": _vm_hwm_kib(pid) / 1024 for pid in _children(self.pid)})
+        return peaks
+
+
+def run_naive_loop(rows: list[tuple[int, str]], env: dict[str, str], workdir: Path,
+                   timeout_s: float) -> dict[str, float]:
+    """Run ``bench.naive_loop`` over ``rows`` in a process of its own; returns the JSON line it prints."""
+    listing = workdir / "naive-loop-rows.txt"
+    listing.write_text("".join(f"{image_id} {url}\n" for image_id, url in rows), encoding="utf-8")
+    log_path = workdir / "naive-loop.log"
+    with log_path.open("w") as log:
+        done = subprocess.run([sys.executable, "-m", "bench.naive_loop", str(listing)], env=env, cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=log, text=True, timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the naive loop failed ({done.returncode}):\n{log_path.read_text()[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _children(pid: int) -> list[int]:
@@ -191,6 +215,14 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _vm_hwm_kib(pid: int) -> int:

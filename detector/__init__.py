@@ -1,11 +1,16 @@
 """The model: architecture, preprocessing, checkpoint format, loaders and ``Detector.predict``.
 
-Importing this package is cheap in dependencies: transformers is only imported by ``detector.hub``
-loaders, when called.
+Importing this package is cheap in dependencies: torch is imported when ``detector.Detector`` (the PyTorch
+backend) is first used, never by the ONNX path (``detector.base``, ``detector.onnx_backend``); transformers is
+only imported by ``detector.hub`` loaders, when called.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from detector.base import BaseDetector, ModelInfo
 from detector.config import FAMILIES, CropPolicy, ModelConfig
-from detector.detector import Detector, ModelInfo
 from detector.errors import (
     CheckpointError,
     DecodeError,
@@ -15,8 +20,22 @@ from detector.errors import (
 )
 from detector.verdict import Thresholds, Verdict
 
+if TYPE_CHECKING:
+    from detector.detector import Detector
+
+
+def __getattr__(name: str) -> Any:
+    """``detector.Detector`` on first use, so that importing the package does not import torch."""
+    if name == "Detector":
+        from detector.detector import Detector
+
+        return Detector
+    raise AttributeError(f"module 'detector' has no attribute {name!r}")
+
+
 __all__ = [
     "FAMILIES",
+    "BaseDetector",
     "CheckpointError",
     "CropPolicy",
     "DecodeError",

@@ -1,147 +1,98 @@
 """Backend selection: which engine runs the forward pass, chosen by ``settings.backend`` and the device.
 
-* ``torch`` on CPU: :class:`~detector.Detector` (eager PyTorch).
-* ``torch`` on CUDA: :class:`TunedTorchDetector`: bf16 autocast where the card supports it (else fp16),
-  channels_last, cuDNN autotuning, ``torch.compile`` (falls back to eager if compiling fails), inputs padded
-  to a few fixed batch shapes so neither cuDNN nor the compiler re-tunes for every batch size.
+* ``auto`` (the default): the torch backend when the device is (or, for device ``auto``, resolves to) CUDA or MPS;
+  otherwise ONNX Runtime on the CPU when onnxruntime is installed (it is a base dependency; 3 to 5x eager torch on
+  the CPU, see docs/benchmarks.md), else torch.
+* ``torch`` on CPU: :class:`~detector.Detector` (eager PyTorch); on CUDA :class:`~detector.tuned.TunedTorchDetector`.
 * ``onnx``: :class:`~detector.onnx_backend.OnnxDetector`, ONNX Runtime on the CPU (the fast CPU path).
 
-``load_detector(path, device, backend)`` is the one entry point; ``forward_batch_size(detector)`` is how many
-images a worker should hand the model at once on that device.
+Choosing needs no torch: device ``auto`` looks for a GPU driver before importing torch, so a CPU worker on the
+ONNX backend never loads it. ``load_detector(path, device, backend)`` is the one entry point;
+``forward_batch_size(detector)`` is how many images a worker should hand the model at once on that device.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-
-import torch
+from pathlib import Path
 
 from aidetect.settings import get_settings
-from detector.config import ModelConfig
-from detector.detector import Detector, ModelInfo
+from detector.base import BaseDetector
 from detector.errors import DetectorError
-from detector.model import DetectorNet
 
 log = logging.getLogger(__name__)
 
-CPU_FORWARD_BATCH = 16  # CPU throughput is flat from about 8 images up; smaller batches overlap better
-_GIB = 1 << 30
+# CPU throughput per core is flat from about 4 images up, smaller batches overlap better with decoding, and ONNX
+# Runtime's memory arena keeps the activations of the largest batch it has run: about 350 MiB at 8, 600 at 16.
+CPU_FORWARD_BATCH = 8
+# Present only where a GPU driver is loaded (NVIDIA, or AMD's ROCm): without them torch cannot see a GPU.
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia/gpus", "/dev/nvidiactl", "/dev/kfd")
+
+CheckpointPath = str | os.PathLike[str] | None
 
 
-@dataclass(frozen=True)
-class AcceleratorTuning:
-    """How :class:`TunedTorchDetector` runs: autocast dtype, compile or not, largest batch per forward pass."""
+def gpu_available() -> bool:
+    """Whether torch would find a CUDA (or ROCm) GPU; imports torch only when a GPU driver is present."""
+    if not any(Path(p).exists() for p in GPU_DRIVER_PATHS) or importlib.util.find_spec("torch") is None:
+        return False
+    import torch
 
-    dtype: torch.dtype = torch.float16
-    compile: bool = True
-    batch_size: int = 256
-
-
-def cuda_tuning(device: torch.device) -> AcceleratorTuning:
-    """The tuning for a CUDA card: bf16 on Ampere and later, batch 256 on cards with 16 GiB or more
-    (NVIDIA's own EfficientNet-B0 throughput table peaks there), compile on Volta and later (Triton)."""
-    props = torch.cuda.get_device_properties(device)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return AcceleratorTuning(dtype=dtype, compile=props.major >= 7, batch_size=256 if props.total_memory >= 16 * _GIB
-                             else 128)
+    return bool(torch.cuda.is_available())
 
 
-class TunedTorchDetector(Detector):
-    """The torch detector tuned for an accelerator; verdicts as :class:`Detector`'s, computed in reduced precision."""
-
-    backend = "torch-tuned"
-
-    def __init__(self, model: DetectorNet, config: ModelConfig, info: ModelInfo, device: torch.device,
-                 tuning: AcceleratorTuning) -> None:
-        super().__init__(model, config, info, device)
-        self.tuning = tuning
-        self._model = self._model.to(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = self._model
-        if tuning.compile:
-            self._forward = torch.compile(self._model, dynamic=False)
-
-    @classmethod
-    def tune(cls, detector: Detector, tuning: AcceleratorTuning) -> TunedTorchDetector:
-        return cls(detector.model, detector.config, detector.model_info, detector.device, tuning)
-
-    def bucket(self, n: int) -> int:
-        """The padded batch size for ``n`` images: a power of two, at least 8, at most the tuned batch size."""
-        size = 8
-        while size < n:
-            size *= 2
-        return min(size, max(n, self.tuning.batch_size))
-
-    @torch.inference_mode()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw head logits ``(N, 1 + families)`` as float32 on the CPU, in chunks of the tuned batch size."""
-        chunks = [self._logits_chunk(part) for part in batch.split(self.tuning.batch_size)]
-        return torch.cat(chunks) if chunks else torch.empty((0, self.config.num_outputs))
-
-    def _logits_chunk(self, batch: torch.Tensor) -> torch.Tensor:
-        n = batch.shape[0]
-        size = self.bucket(n)
-        if size > n:
-            batch = torch.cat([batch, batch.new_zeros((size - n, *batch.shape[1:]))])
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
-        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.tuning.dtype):
-            try:
-                out = self._forward(x)
-            except Exception as exc:  # a compiler that fails (no Triton, unsupported card) must not stop scoring
-                if self._forward is self._model:
-                    raise
-                log.warning("torch.compile failed (%s: %s); running eager", type(exc).__name__, str(exc)[:200])
-                self._forward = self._model
-                out = self._model(x)
-        return out[:n].float().cpu()
+def auto_backend(device: str) -> str:
+    """The backend ``auto`` means for ``device``: torch on an accelerator, onnx on the CPU when installed."""
+    if device.startswith(("cuda", "mps")) or (device == "auto" and gpu_available()):
+        return "torch"
+    return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
 
 
-def _load_torch(path: str | os.PathLike[str] | None, device: str | None) -> Detector:
+def _load_torch(path: CheckpointPath, device: str) -> BaseDetector:
+    from detector.detector import Detector
+
     detector = Detector.from_checkpoint(path, device=device)
     if detector.device.type == "cuda":
+        from detector.tuned import TunedTorchDetector, cuda_tuning
+
         return TunedTorchDetector.tune(detector, cuda_tuning(detector.device))
     return detector
 
 
-def _load_onnx(path: str | os.PathLike[str] | None, device: str | None) -> Detector:
+def _load_onnx(path: CheckpointPath, device: str) -> BaseDetector:
     from detector.onnx_backend import OnnxDetector
 
-    if device in (None, "auto") and torch.cuda.is_available():
+    if device == "auto" and gpu_available():
         log.warning("backend onnx runs on the CPU although CUDA is available; AIDETECT_BACKEND=torch uses the GPU")
     return OnnxDetector.from_checkpoint(path, device="cpu")
 
 
-BACKENDS: dict[str, Callable[[str | os.PathLike[str] | None, str | None], Detector]] = {
+BACKENDS: dict[str, Callable[[CheckpointPath, str], BaseDetector]] = {
     "torch": _load_torch,
     "onnx": _load_onnx,
 }
 
 
-def load_detector(path: str | os.PathLike[str] | None = None, device: str | None = None,
-                  backend: str | None = None) -> Detector:
+def load_detector(path: CheckpointPath = None, device: str | None = None, backend: str | None = None) -> BaseDetector:
     """Load a checkpoint with ``backend`` (default settings.backend) on ``device`` (default settings.device).
 
     Raises DetectorError for an unknown backend, plus what the loaders raise (CheckpointError, ...).
     """
     settings = get_settings()
     name = (backend or settings.backend).lower()
+    device = str(device or settings.device)
+    if name == "auto":
+        name = auto_backend(device)
+        log.info("backend auto: %s on device %s", name, device)
     if name not in BACKENDS:
-        raise DetectorError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
-    return BACKENDS[name](path, device or settings.device)
+        raise DetectorError(f"unknown backend {name!r}; choose one of {['auto', *sorted(BACKENDS)]}")
+    return BACKENDS[name](path, device)
 
 
-def forward_batch_size(detector: Detector) -> int:
+def forward_batch_size(detector: BaseDetector) -> int:
     """How many images to hand ``detector`` per forward pass: the tuned batch on an accelerator, a small
     batch on the CPU (where larger ones are no faster and smaller ones let decoding overlap sooner)."""
-    tuning = getattr(detector, "tuning", None)
-    if isinstance(tuning, AcceleratorTuning):
-        return tuning.batch_size
-    return CPU_FORWARD_BATCH
+    tuning = getattr(detector, "tuning", None)  # detector.tuned.AcceleratorTuning
+    return int(tuning.batch_size) if tuning is not None else CPU_FORWARD_BATCH

@@ -2,6 +2,9 @@
 
 ``config.json`` holds :meth:`ModelConfig.to_dict` plus ``format_version`` and ``weights_dtype``, so the
 model is rebuilt from plain data. Nothing is ever unpickled: pickle files are refused.
+
+Finding, validating and hashing a checkpoint needs no torch (the ONNX backend uses only those); torch and timm are
+imported by the functions that build or save the network.
 """
 
 from __future__ import annotations
@@ -12,22 +15,35 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from aidetect.settings import get_settings
 from detector.config import ModelConfig
 from detector.errors import PICKLE_REFUSED, CheckpointError, NoCheckpointError
-from detector.model import DetectorNet, build_model
+
+if TYPE_CHECKING:
+    import torch
+
+    from detector.model import DetectorNet
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"})
-_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPE_NAMES = ("float16", "float32", "bfloat16")  # how weights may be stored
+
+
+def _torch_dtype(dtype: torch.dtype | None) -> tuple[torch.dtype, str]:
+    """The storage dtype (default float16) and its name; raises ValueError for another dtype."""
+    import torch
+
+    dtype = torch.float16 if dtype is None else dtype
+    names = {getattr(torch, name): name for name in DTYPE_NAMES}
+    if dtype not in names:
+        raise ValueError(f"dtype must be one of {sorted(DTYPE_NAMES)}, got {dtype}")
+    return dtype, names[dtype]
 
 
 def default_checkpoint_dir() -> Path:
@@ -101,22 +117,23 @@ def save_checkpoint(
     model: torch.nn.Module,
     config: ModelConfig,
     directory: str | os.PathLike[str],
-    dtype: torch.dtype = torch.float16,
+    dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write ``model``'s state dict (floating tensors cast to ``dtype``) and ``config`` to ``directory``.
+    """Write ``model``'s state dict (floating tensors cast to ``dtype``, default float16) and ``config`` to
+    ``directory``.
 
     Files are written atomically (temporary file + rename), so readers never see half a checkpoint file.
     """
-    names = {v: k for k, v in _DTYPES.items()}
-    if dtype not in names:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype}")
+    from safetensors.torch import save_file
+
+    dtype, dtype_name = _torch_dtype(dtype)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in model.state_dict().items()
     }
-    meta = {**config.to_dict(), "format_version": FORMAT_VERSION, "weights_dtype": names[dtype]}
+    meta = {**config.to_dict(), "format_version": FORMAT_VERSION, "weights_dtype": dtype_name}
     _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     _atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))
@@ -141,6 +158,10 @@ def load_checkpoint(
 
     Raises CheckpointError for anything missing, malformed, inconsistent or pickled.
     """
+    from safetensors.torch import load_file
+
+    from detector.model import build_model
+
     path = checkpoint_dir(directory)
     config = read_config(path)
     try:
@@ -176,9 +197,13 @@ def create_untrained_checkpoint(
     directory: str | os.PathLike[str],
     config: ModelConfig | None = None,
     seed: int = 0,
-    dtype: torch.dtype = torch.float16,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """A valid checkpoint with randomly initialised weights (no download), for tests and smoke runs."""
+    import torch
+
+    from detector.model import build_model
+
     config = config or ModelConfig(name="aidetect-untrained", provenance={"untrained": True, "seed": seed})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

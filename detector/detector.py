@@ -1,35 +1,24 @@
-"""``Detector``: a loaded checkpoint that turns a batch of images into verdicts in one forward pass."""
+"""``Detector``: the student in PyTorch, a loaded checkpoint that turns a batch of images into verdicts in one
+forward pass. What does not need torch (identity, thresholds, preprocessing, verdicts) is :mod:`detector.base`."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
 from aidetect.settings import get_settings
+from detector.base import BaseDetector, ModelInfo, resolve_config, resolve_thresholds
 from detector.checkpoint import checkpoint_sha256, load_checkpoint, resolve_checkpoint
 from detector.config import ModelConfig
 from detector.errors import DetectorError
 from detector.model import DetectorNet
-from detector.preprocess import prepare_views, to_tensor
-from detector.verdict import Thresholds, Verdict, make_verdict
+from detector.verdict import Verdict
 
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What identifies the model behind a verdict (recorded with every verdict)."""
-
-    name: str
-    version: str
-    arch: str
-    sha256: str
-    threshold_ai: float
-    threshold_real: float
-    checkpoint_path: str
+__all__ = ["Detector", "ModelInfo", "resolve_device", "resolve_thresholds"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -42,30 +31,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def resolve_thresholds(
-    config: ModelConfig, threshold_ai: float | None = None, threshold_real: float | None = None
-) -> Thresholds:
-    """Arguments win over settings (AIDETECT_THRESHOLD_AI/REAL), which win over the checkpoint's."""
-    settings = get_settings()
-    ai = next(v for v in (threshold_ai, settings.threshold_ai, config.threshold_ai) if v is not None)
-    real = next(v for v in (threshold_real, settings.threshold_real, config.threshold_real) if v is not None)
-    try:
-        return Thresholds(ai=float(ai), real=float(real))
-    except ValueError as exc:
-        raise DetectorError(str(exc)) from exc
+class Detector(BaseDetector):
+    """The student in PyTorch, ready to score batches; build it once per process with :meth:`from_checkpoint`."""
 
-
-class Detector:
-    """A detector ready to score batches; build it once per process with :meth:`from_checkpoint`."""
+    backend = "torch"
 
     def __init__(self, model: DetectorNet, config: ModelConfig, info: ModelInfo, device: torch.device) -> None:
+        super().__init__(config, info)
         self._model = model.to(device).eval()
         if device.type == "cuda":
             self._model = self._model.to(memory_format=torch.channels_last)
-        self._config = config
-        self._info = info
         self._device = device
-        self._thresholds = Thresholds(ai=info.threshold_ai, real=info.threshold_real)
 
     @classmethod
     def from_checkpoint(
@@ -87,8 +63,7 @@ class Detector:
         if target.type == "cpu":
             torch.set_num_threads(settings.intra_op_threads())
         model, config = load_checkpoint(directory, device=target)
-        if settings.views is not None:  # fewer crops: faster, and less accurate (MODEL_CARD.md)
-            config = replace(config, crop=replace(config.crop, views=settings.views))
+        config = resolve_config(config)
         thresholds = resolve_thresholds(config, threshold_ai, threshold_real)
         info = ModelInfo(
             name=config.name,
@@ -102,14 +77,6 @@ class Detector:
         return cls(model, config, info, target)
 
     @property
-    def config(self) -> ModelConfig:
-        return self._config
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return self._info
-
-    @property
     def device(self) -> torch.device:
         return self._device
 
@@ -118,15 +85,8 @@ class Detector:
         return self._model
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
-        """The normalised ``(views, C, H, W)`` crops this detector scores for ``img`` (the checkpoint's crop
-        policy: the centre crop, then ``crop.views - 1`` native-resolution crops towards the corners)."""
-        return torch.stack([to_tensor(view, self._config) for view in prepare_views(img, self._config.crop)])
-
-    def predict(self, images: Sequence[Image.Image]) -> list[Verdict]:
-        """One verdict per image, in order, from a single forward pass."""
-        if not images:
-            return []
-        return self.predict_tensors(torch.stack([self.preprocess(img) for img in images]))
+        """The normalised ``(views, C, H, W)`` crops this detector scores for ``img`` (:meth:`preprocess_array`)."""
+        return torch.from_numpy(self.preprocess_array(img))
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -140,18 +100,9 @@ class Detector:
             out = self._model(batch)
         return out.float().cpu()
 
-    def predict_tensors(self, batch: torch.Tensor) -> list[Verdict]:
-        """Verdicts for a preprocessed batch: ``(N, views, C, H, W)``, or ``(N, C, H, W)`` for one view each.
+    def logits_array(self, batch: np.ndarray) -> np.ndarray:
+        return self.logits(torch.from_numpy(batch)).numpy()
 
-        Each image's probabilities are the mean over its views (p(AI) and every family score)."""
-        if batch.ndim == 4:
-            batch = batch.unsqueeze(1)
-        if batch.ndim != 5:
-            raise ValueError(f"expected an (N, views, C, H, W) or NCHW batch, got shape {tuple(batch.shape)}")
-        n, views = batch.shape[:2]
-        if n == 0:
-            return []
-        flat = batch.reshape(n * views, *batch.shape[2:])
-        probs = torch.sigmoid(self.logits(flat)).reshape(n, views, -1).mean(dim=1).tolist()
-        families = self._config.families
-        return [make_verdict(row[0], dict(zip(families, row[1:], strict=True)), self._thresholds) for row in probs]
+    def predict_tensors(self, batch: torch.Tensor) -> list[Verdict]:
+        """Verdicts for a preprocessed ``(N, views, C, H, W)`` or NCHW batch (a CPU tensor)."""
+        return self.predict_arrays(batch.detach().cpu().numpy())

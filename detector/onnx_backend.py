@@ -1,37 +1,40 @@
-"""The fast CPU path: the student exported to ONNX from its checkpoint and run by ONNX Runtime.
+"""The fast CPU path: the student exported to ONNX from its checkpoint and run by ONNX Runtime, without torch.
 
-The export is cached by checkpoint hash (``<cache>/onnx/<sha256>.onnx``, cache = ``$XDG_CACHE_HOME/aidetect``
-or ``~/.cache/aidetect``), so each checkpoint is exported once per machine; a worker that loads a promoted
-model exports it on first use (a few seconds). Files are written atomically, so concurrent workers never
-read half an export. Verdicts match the torch backend within 1e-3 on p(AI) (``tests/detector/test_onnx_parity.py``).
+The export is cached by checkpoint hash (``<cache>/onnx/<sha256>-v1.onnx``, cache = ``$XDG_CACHE_HOME/aidetect``
+or ``~/.cache/aidetect``), so each checkpoint is exported once per machine. Exporting needs torch: a process that
+has not imported torch (a CPU worker) runs the export in a child process (``python -m detector.onnx_export``, a
+few seconds on the first start with a new checkpoint), so the worker itself never loads torch; later starts only
+read the cached file. Files are written atomically, so concurrent workers never read half an export. Verdicts
+match the torch backend within 1e-3 on p(AI) (``tests/detector/test_onnx_parity.py``).
 
-:class:`OnnxDetector` is a :class:`~detector.Detector` whose forward pass runs in ONNX Runtime; preprocessing,
-thresholds and verdicts are the torch detector's own.
+:class:`OnnxDetector` is a :class:`~detector.base.BaseDetector`: identity, thresholds, preprocessing and verdicts
+are the torch detector's own; only the forward pass runs in ONNX Runtime.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from aidetect.settings import get_settings
+from detector.base import BaseDetector, ModelInfo, resolve_config, resolve_thresholds
+from detector.checkpoint import checkpoint_dir, checkpoint_sha256, read_config, resolve_checkpoint
 from detector.config import ModelConfig
-from detector.detector import Detector, ModelInfo
-from detector.errors import DetectorError
-from detector.model import DetectorNet
+from detector.errors import CheckpointError, DetectorError
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
-INPUT_NAME = "pixels"
+INPUT_NAME = "pixels"  # as detector.onnx_export writes them
 OUTPUT_NAME = "logits"
 EXPORT_VERSION = 1  # bump when the export itself changes, so cached files are not reused
+EXPORT_TIMEOUT_S = 600
+_CHECKPOINT_EXIT = 3  # detector.onnx_export.CHECKPOINT_EXIT (that module imports torch)
 
 
 def onnx_cache_dir() -> Path:
@@ -40,44 +43,42 @@ def onnx_cache_dir() -> Path:
     return Path(base) / "aidetect" / "onnx"
 
 
-def export_onnx(model: DetectorNet, config: ModelConfig, target: Path) -> Path:
-    """Export ``model`` (eval, float32, CPU) with a dynamic batch axis to ``target``, atomically."""
-    import onnx  # noqa: F401  (the exporter needs it; fail here with a clear ImportError)
+def export(directory: Path, target: Path, in_process: bool | None = None) -> Path:
+    """Export the checkpoint at ``directory`` to ``target``: in this process when torch is already loaded (or
+    ``in_process``), else in a child process, so that a torch-free worker stays torch-free. Raises CheckpointError,
+    DetectorError, ImportError or OSError."""
+    if in_process if in_process is not None else "torch" in sys.modules:
+        from detector.onnx_export import export_checkpoint
 
+        return export_checkpoint(directory, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    sample = torch.zeros(2, 3, config.input_size, config.input_size)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    cmd = [sys.executable, "-m", "detector.onnx_export", str(directory), str(target)]
     try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is chosen on purpose
-            torch.onnx.export(
-                model.float().cpu().eval(), (sample,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET,
-                dynamo=False,  # the TorchScript exporter: no onnxscript dependency, exact for this CNN
-            )
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DetectorError(f"exporting {directory} to ONNX took longer than {EXPORT_TIMEOUT_S} s") from exc
+    if done.returncode != 0 or not target.is_file():
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        message = lines[-1] if lines else f"exporting {directory} to ONNX failed (exit status {done.returncode})"
+        raise (CheckpointError if done.returncode == _CHECKPOINT_EXIT else DetectorError)(message)
     return target
 
 
-def cached_export(model: DetectorNet, config: ModelConfig, sha256: str, cache_dir: Path | None = None) -> Path:
-    """The ONNX file of the checkpoint whose hash is ``sha256``, exported now if it is not cached yet.
+def cached_export(directory: Path, sha256: str, cache_dir: Path | None = None) -> Path:
+    """The ONNX file of the checkpoint at ``directory`` (whose hash is ``sha256``), exported now if it is not cached.
 
     Falls back to a temporary directory when the cache directory is not writable.
     """
     name = f"{sha256}-v{EXPORT_VERSION}.onnx"
-    for directory in (cache_dir or onnx_cache_dir(), Path(tempfile.gettempdir()) / "aidetect-onnx"):
-        path = directory / name
+    for folder in (cache_dir or onnx_cache_dir(), Path(tempfile.gettempdir()) / "aidetect-onnx"):
+        path = folder / name
         if path.is_file():
             return path
         try:
-            log.info("exporting checkpoint %s to ONNX at %s", sha256[:12], path)
-            return export_onnx(model, config, path)
+            log.info("exporting checkpoint %s to ONNX at %s (once per machine)", sha256[:12], path)
+            return export(directory, path)
         except OSError as exc:
-            log.warning("cannot write the ONNX export to %s: %s", directory, exc)
+            log.warning("cannot write the ONNX export to %s: %s", folder, exc)
     raise DetectorError(f"no writable directory for the ONNX export of checkpoint {sha256[:12]}")
 
 
@@ -99,19 +100,18 @@ def make_session(path: Path, threads: int | None = None):  # type: ignore[no-unt
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OnnxDetector(Detector):
-    """A :class:`Detector` whose forward pass runs in ONNX Runtime on the CPU."""
+class OnnxDetector(BaseDetector):
+    """The student with its forward pass in ONNX Runtime on the CPU."""
 
     backend = "onnx"
 
-    def __init__(self, model: DetectorNet, config: ModelConfig, info: ModelInfo, onnx_path: Path,
-                 threads: int | None = None) -> None:
-        super().__init__(model, config, info, torch.device("cpu"))
+    def __init__(self, config: ModelConfig, info: ModelInfo, onnx_path: Path, threads: int | None = None) -> None:
+        super().__init__(config, info)
         self.onnx_path = onnx_path
         self._session = make_session(onnx_path, threads)
 
     @classmethod
-    def from_checkpoint(  # type: ignore[override]
+    def from_checkpoint(
         cls,
         path: str | os.PathLike[str] | None = None,
         device: str | None = None,
@@ -120,19 +120,24 @@ class OnnxDetector(Detector):
         threads: int | None = None,
         cache_dir: Path | None = None,
     ) -> OnnxDetector:
-        """Load a checkpoint like :meth:`Detector.from_checkpoint` and run it with ONNX Runtime.
+        """Load a checkpoint (default: settings, then the packaged model) and run it with ONNX Runtime.
 
-        ``device`` must be CPU or "auto" (the ONNX backend is the CPU path). Raises CheckpointError,
-        DetectorError, or ImportError when onnx/onnxruntime are not installed (``pip install aidetect[onnx]``).
+        ``device`` must be CPU or "auto" (the ONNX backend is the CPU path). Raises CheckpointError (also when the
+        weights do not fit the architecture, found while exporting), DetectorError, or ImportError when
+        onnxruntime (or, for a first export, the ``onnx`` package) is not installed.
         """
-        if device not in (None, "auto") and torch.device(device).type != "cpu":
+        if device not in (None, "auto") and str(device).split(":")[0] != "cpu":
             raise DetectorError(f"the onnx backend runs on the CPU; device {device!r} asks for the torch backend")
-        base = Detector.from_checkpoint(path, device="cpu", threshold_ai=threshold_ai, threshold_real=threshold_real)
-        onnx_path = cached_export(base.model, base.config, base.model_info.sha256, cache_dir)
-        return cls(base.model, base.config, base.model_info, onnx_path, threads)
+        directory = checkpoint_dir(resolve_checkpoint(path))
+        config = resolve_config(read_config(directory))
+        thresholds = resolve_thresholds(config, threshold_ai, threshold_real)
+        sha256 = checkpoint_sha256(directory)
+        info = ModelInfo(name=config.name, version=config.version, arch=config.arch, sha256=sha256,
+                         threshold_ai=thresholds.ai, threshold_real=thresholds.real,
+                         checkpoint_path=str(directory.resolve()))
+        return cls(config, info, cached_export(directory, sha256, cache_dir), threads)
 
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw head logits ``(N, 1 + families)`` as float32 on the CPU."""
-        array = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
-        (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: array})
-        return torch.from_numpy(out).float()
+    def logits_array(self, batch: np.ndarray) -> np.ndarray:
+        """Raw head logits ``(N, 1 + families)`` as float32."""
+        (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.asarray(out, dtype=np.float32)

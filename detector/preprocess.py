@@ -11,9 +11,9 @@ import io
 import math
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from aidetect.image_formats import sniff
@@ -21,6 +21,9 @@ from aidetect.settings import get_settings
 from detector.config import CropPolicy, ModelConfig
 from detector.decode_budget import reduce_for_target
 from detector.errors import DecodeError
+
+if TYPE_CHECKING:  # torch is imported by the tensor helpers at the end only: the ONNX path never loads it
+    import torch
 
 _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 _ORIENTATION = 0x0112  # EXIF tag
@@ -230,6 +233,8 @@ def prepare_views(img: Image.Image, policy: CropPolicy) -> list[Image.Image]:
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """The one normalisation: ``(x - mean) / std`` per channel, for CHW or NCHW floats in [0, 1]."""
+    import torch
+
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x - m) / s
@@ -248,11 +253,15 @@ def to_array(img: Image.Image, config: ModelConfig) -> np.ndarray:
 
 def to_tensor(img: Image.Image, config: ModelConfig) -> torch.Tensor:
     """An RGB image as a normalised CHW float32 tensor."""
+    import torch
+
     return torch.from_numpy(to_array(img, config))
 
 
 def batch_tensor(images: Sequence[Image.Image], config: ModelConfig) -> torch.Tensor:
     """Same-size images as one normalised NCHW float32 batch; raises ValueError if sizes differ."""
+    import torch
+
     if not images:
         return torch.empty((0, 3, config.input_size, config.input_size))
     sizes = {img.size for img in images}

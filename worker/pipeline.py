@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-import torch
+import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
@@ -32,7 +32,7 @@ from db.models import Verdict as VerdictRecord
 from db.models import VerdictLabel
 from db.session import transaction
 from db.verdicts import VerdictRow, upsert_verdicts, verdicts_by_content
-from detector import Detector, Verdict
+from detector import BaseDetector, Verdict
 from detector.backends import CPU_FORWARD_BATCH
 from detector.decode_budget import decode_within_budget, process_budget
 from detector.errors import DecodeError
@@ -61,7 +61,7 @@ class ScoringContext:
     """Everything a batch needs; built once per process."""
 
     sessions: sessionmaker[Session]
-    detector: Detector
+    detector: BaseDetector
     model_id: int
     fetcher: Fetcher
     settings: Settings
@@ -86,12 +86,12 @@ class BatchOutcome:
 class Decoded:
     """One image ready for the model.
 
-    The tensor is made in a decode thread by ``Detector.preprocess``, whose arithmetic is numpy
+    The pixels are made in a decode thread by ``BaseDetector.preprocess_array``, in numpy
     (``detector.preprocess.to_array``): no torch intra-op thread team starts next to the model's.
     """
 
     image_id: int
-    tensor: torch.Tensor
+    pixels: np.ndarray  # normalised CHW float32
     facts: image_repo.ImageFacts
 
 
@@ -230,7 +230,7 @@ def _decode(image_id: int, fetched: FetchResult | FetchError, ctx: ScoringContex
         budget = process_budget(max(1, ctx.settings.decode_memory_mb))
         image = decode_within_budget(fetched.content, budget, ctx.settings.max_image_pixels,
                                      target_short_side=draft_target(ctx.detector.config.crop))
-        tensor = ctx.detector.preprocess(image)
+        pixels = ctx.detector.preprocess_array(image)
     except DecodeError as exc:
         return exc
     provenance = extract_provenance(fetched.content)
@@ -243,7 +243,7 @@ def _decode(image_id: int, fetched: FetchResult | FetchError, ctx: ScoringContex
         provenance=provenance.summary,
         provenance_evidence=provenance.evidence,
     )
-    return Decoded(image_id, tensor, facts)
+    return Decoded(image_id, pixels, facts)
 
 
 def _predict(ready: list[Decoded], ctx: ScoringContext) -> dict[int, Verdict | VerdictRow]:
@@ -259,7 +259,7 @@ def _predict(ready: list[Decoded], ctx: ScoringContext) -> dict[int, Verdict | V
         else:
             to_run.append(item)
     if to_run:
-        predictions = ctx.detector.predict_tensors(torch.stack([d.tensor for d in to_run]))
+        predictions = ctx.detector.predict_arrays(np.stack([d.pixels for d in to_run]))
         results.update({d.image_id: v for d, v in zip(to_run, predictions, strict=True)})
     return results
 

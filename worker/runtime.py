@@ -15,15 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.settings import Settings, get_settings
 from db.models import Model
 from db.registry import active_model, ensure_active, register_model
 from db.session import make_engine, make_session_factory, transaction
-from detector import Detector
 from detector.backends import forward_batch_size, load_detector
+from detector.base import BaseDetector
 from detector.checkpoint import resolve_checkpoint
 from detector.decode_budget import return_large_blocks_to_the_os
 from worker.pipeline import Fetcher, ScoringContext
@@ -31,7 +30,7 @@ from worker.pipeline import Fetcher, ScoringContext
 log = logging.getLogger(__name__)
 
 
-def register_detector(session: Session, detector: Detector) -> Model:
+def register_detector(session: Session, detector: BaseDetector) -> Model:
     """The ``models`` row of a loaded detector (created on first sight)."""
     info = detector.model_info
     return register_model(
@@ -51,7 +50,7 @@ def register_detector(session: Session, detector: Detector) -> Model:
 class LoadedModel:
     model_id: int
     sha256: str
-    detector: Detector
+    detector: BaseDetector
 
 
 class ModelHolder:
@@ -96,6 +95,7 @@ class WorkerRuntime:
     Threads: ``fetch_threads`` for downloads (I/O, mostly waiting), ``decode_threads`` for decoding (CPU; default
     the cores this process may use, settings.intra_op_threads()), and the model's own intra-op threads (same
     number). Decoding and the forward pass overlap, so more CPU threads than that only add contention.
+    Nothing here imports torch: on the CPU (backend ``auto`` or ``onnx``) the worker process never loads it.
     """
 
     def __init__(self, settings: Settings | None = None, fetcher: Fetcher | None = None,
@@ -104,7 +104,6 @@ class WorkerRuntime:
 
         self.settings = settings or get_settings()
         return_large_blocks_to_the_os()  # decoded rasters go back to the OS, not to per-thread arenas
-        torch.set_num_threads(self.settings.intra_op_threads())
         self.engine = make_engine(self.settings.database_url_plain)
         self.sessions = make_session_factory(self.engine)
         self.fetcher: Fetcher = fetcher or SafeFetcher(self.settings)

@@ -30,6 +30,7 @@ def admin_url() -> str:
 
 @pytest.mark.timeout(240)
 def test_bench_produces_every_rate(admin_url: str, redis_url: str, checkpoint_dir: Path, tmp_path: Path) -> None:
+    """The default path comes first, the naive loop runs in the same run, RSS is reported per worker process."""
     if not (SHARED_DATASET / "manifest.csv").is_file():
         pytest.skip(f"realfake corpus not found at {SHARED_DATASET}")
     out = tmp_path / "bench.json"
@@ -40,10 +41,23 @@ def test_bench_produces_every_rate(admin_url: str, redis_url: str, checkpoint_di
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     rates = result["median"]
-    assert {"e2e_onnx", "naive", "decode_bound", "model_torch", "model_onnx", "model_onnx_batch8"} <= set(rates)
+    assert {"e2e_auto", "naive_loop", "naive", "decode_bound", "model_torch", "model_onnx",
+            "model_onnx_batch8"} <= set(rates)
     assert all(rate > 0 for rate in rates.values()), rates
-    assert {"e2e_vs_naive", "e2e_vs_slowest_stage", "onnx_vs_torch_model"} <= set(result["ratios"])
-    assert set(result["targets"]) == {"e2e_vs_naive", "e2e_vs_slowest_stage", "onnx_vs_torch_model"}
+    assert result["config"]["default_backend"] == "auto -> onnx"
+    assert {"e2e_vs_naive_loop", "e2e_vs_naive_loop_per_cpu_second", "e2e_vs_naive_tasks",
+            "e2e_vs_shared_core_bound", "onnx_vs_torch_model"} <= set(result["ratios"])
+    assert set(result["images_per_cpu_second"]) == {"e2e_auto", "naive_loop", "naive"}
+    assert all(rate > 0 for rate in result["images_per_cpu_second"].values())
+    assert set(result["targets"]) == {"e2e_vs_naive_loop", "e2e_vs_shared_core_bound", "onnx_vs_torch_model",
+                                      "default_worker_peak_rss_mib"}
+    assert {"worker_auto", "naive_worker", "naive_loop"} == set(result["peak_rss_mib"])
     assert all(rss > 0 for rss in result["peak_rss_mib"].values())
-    assert result["details"][0]["e2e_onnx"]["verdicts"] + sum(result["details"][0]["e2e_onnx"]["failed"].values()) == 16
-    assert "end-to-end" in done.stdout and "JSON:" in done.stdout
+    assert len(result["peak_rss_per_process_mib"]["worker_auto"]) == 2  # the main process and one pool child
+    for name in ("e2e_auto", "naive_loop"):
+        detail = result["details"][0][name]
+        assert detail["verdicts"] + sum(detail["failed"].values()) == 16, detail
+    lines = done.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("stage"))
+    assert lines[first + 1].startswith("DEFAULT end-to-end") and "JSON:" in done.stdout
+    assert "default / naive_loop" in done.stdout and "shared-core bound" in done.stdout

@@ -1,4 +1,5 @@
-"""Backend selection (``load_detector``) and the accelerator-tuned torch detector's batching, on the CPU."""
+"""Backend selection (``load_detector``, ``auto`` by default) and the accelerator-tuned torch detector's batching,
+on the CPU."""
 
 from __future__ import annotations
 
@@ -8,14 +9,9 @@ import pytest
 import torch
 
 from aidetect.settings import get_settings
-from detector import Detector, DetectorError
-from detector.backends import (
-    CPU_FORWARD_BATCH,
-    AcceleratorTuning,
-    TunedTorchDetector,
-    forward_batch_size,
-    load_detector,
-)
+from detector import Detector, DetectorError, backends
+from detector.backends import CPU_FORWARD_BATCH, auto_backend, forward_batch_size, load_detector
+from detector.tuned import AcceleratorTuning, TunedTorchDetector
 
 pytest.importorskip("onnxruntime")
 
@@ -34,6 +30,26 @@ def test_backend_comes_from_the_argument_then_settings(untrained_ckpt: Path, mon
     get_settings.cache_clear()
     assert isinstance(load_detector(untrained_ckpt, device="cpu"), OnnxDetector)
     assert type(load_detector(untrained_ckpt, device="cpu", backend="torch")) is Detector
+
+
+def test_auto_is_the_default_and_means_onnx_on_the_cpu(untrained_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector.onnx_backend import OnnxDetector
+
+    monkeypatch.delenv("AIDETECT_BACKEND", raising=False)
+    get_settings.cache_clear()
+    assert get_settings().backend == "auto"
+    assert isinstance(load_detector(untrained_ckpt, device="cpu"), OnnxDetector)
+    assert auto_backend("cpu") == "onnx"
+    assert auto_backend("cuda:1") == "torch" and auto_backend("mps") == "torch"
+    monkeypatch.setattr(backends, "gpu_available", lambda: True)
+    assert auto_backend("auto") == "torch"  # a GPU the driver shows: torch (tuned) on CUDA
+    monkeypatch.setattr(backends, "gpu_available", lambda: False)
+    assert auto_backend("auto") == "onnx"
+
+
+def test_gpu_probe_agrees_with_torch() -> None:
+    """Without a GPU driver the probe answers without torch; with one it asks torch."""
+    assert backends.gpu_available() == torch.cuda.is_available()
 
 
 def test_unknown_backend_and_onnx_on_cuda_are_refused(untrained_ckpt: Path) -> None:

@@ -93,10 +93,11 @@ def test_onnx_matches_torch_on_every_test_image(pretrained_ckpt: Path, corpus: l
 
 def test_batch_size_does_not_change_onnx_verdicts(pretrained_ckpt: Path, corpus: list[Image.Image]) -> None:
     fast = OnnxDetector.from_checkpoint(pretrained_ckpt)
-    batch = torch.stack([fast.preprocess(img) for img in corpus[:10]])
-    together = [v.p_ai for v in fast.predict_tensors(batch)]
-    one_by_one = [fast.predict_tensors(batch[i : i + 1])[0].p_ai for i in range(10)]
+    batch = np.stack([fast.preprocess_array(img) for img in corpus[:10]])
+    together = [v.p_ai for v in fast.predict_arrays(batch)]
+    one_by_one = [fast.predict_arrays(batch[i : i + 1])[0].p_ai for i in range(10)]
     assert together == pytest.approx(one_by_one, abs=1e-5)
+    assert [v.p_ai for v in fast.predict_tensors(torch.from_numpy(batch))] == together
 
 
 def test_export_is_cached_by_checkpoint_hash(pretrained_ckpt: Path, onnx_cache: Path,
@@ -105,8 +106,8 @@ def test_export_is_cached_by_checkpoint_hash(pretrained_ckpt: Path, onnx_cache: 
     assert first.onnx_path.parent == onnx_cache / "aidetect" / "onnx"
     assert first.onnx_path.name.startswith(first.model_info.sha256)
     exports: list[Path] = []
-    real_export = onnx_backend.export_onnx
-    monkeypatch.setattr(onnx_backend, "export_onnx", lambda *a: exports.append(a[2]) or real_export(*a))
+    real_export = onnx_backend.export
+    monkeypatch.setattr(onnx_backend, "export", lambda *a: exports.append(a[1]) or real_export(*a))
     second = OnnxDetector.from_checkpoint(pretrained_ckpt)
     assert exports == [] and second.onnx_path == first.onnx_path
 
@@ -130,3 +131,24 @@ def test_numpy_preprocessing_is_bit_identical_to_torch_normalize(corpus: list[Im
             expected = normalize(pixels, config.mean, config.std)
             got = to_tensor(crop, config)
             assert got.is_contiguous() and got.dtype == torch.float32 and torch.equal(got, expected)
+
+
+def test_export_in_a_child_process_reports_a_bad_checkpoint_in_one_line(untrained_ckpt: Path, tmp_path: Path) -> None:
+    """The child-process export (what a torch-free worker uses) works, and a checkpoint whose weights do not fit its
+    architecture comes back as one CheckpointError line, not a traceback."""
+    import json
+    import shutil
+
+    from detector.errors import CheckpointError
+
+    good = onnx_backend.export(untrained_ckpt, tmp_path / "good.onnx", in_process=False)
+    assert good.stat().st_size > 1_000_000
+    bad = tmp_path / "bad"
+    shutil.copytree(untrained_ckpt, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["arch"] = "tf_efficientnet_lite1"
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="weights do not match") as caught:
+        onnx_backend.export(bad, tmp_path / "bad.onnx", in_process=False)
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+    assert not (tmp_path / "bad.onnx").exists()

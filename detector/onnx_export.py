@@ -1,0 +1,83 @@
+"""Exporting a checkpoint to ONNX (needs torch and the ``onnx`` package); the ONNX backend runs the result.
+
+``python -m detector.onnx_export CHECKPOINT_DIR TARGET.onnx`` is how :mod:`detector.onnx_backend` exports in a
+child process when torch is not loaded in the worker, so that the worker itself never imports torch. It prints
+one line and exits 3 when the checkpoint itself is at fault (CheckpointError), 2 for anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from detector.checkpoint import load_checkpoint
+from detector.config import ModelConfig
+from detector.errors import CheckpointError, DetectorError
+from detector.model import DetectorNet
+
+OPSET = 17
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "logits"
+CHECKPOINT_EXIT = 3  # the exit status of the command line when the checkpoint is at fault
+
+
+def export_onnx(model: DetectorNet, config: ModelConfig, target: Path) -> Path:
+    """Export ``model`` (eval, float32, CPU) with a dynamic batch axis to ``target``, atomically."""
+    import onnx  # noqa: F401  (the exporter needs it; fail here with a clear ImportError)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sample = torch.zeros(2, 3, config.input_size, config.input_size)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is chosen on purpose
+            torch.onnx.export(
+                model.float().cpu().eval(), (sample,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET,
+                dynamo=False,  # the TorchScript exporter: no onnxscript dependency, exact for this CNN
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def export_checkpoint(directory: Path, target: Path) -> Path:
+    """Load the checkpoint at ``directory`` on the CPU and export it to ``target``; raises CheckpointError,
+    ImportError (no ``onnx`` package) or OSError."""
+    model, config = load_checkpoint(directory, device="cpu")
+    return export_onnx(model, config, target)
+
+
+def one_line(message: str, limit: int = 500) -> str:
+    """``message`` on one line (torch's state-dict errors span many), at most ``limit`` characters."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m detector.onnx_export CHECKPOINT_DIR TARGET.onnx", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    try:
+        export_checkpoint(Path(args[0]), Path(args[1]))
+    except CheckpointError as exc:
+        print(one_line(str(exc)), file=sys.stderr)
+        return CHECKPOINT_EXIT
+    except (DetectorError, ImportError, OSError) as exc:
+        print(one_line(f"cannot export {args[0]} to ONNX: {type(exc).__name__}: {exc}"), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
