@@ -117,3 +117,11 @@ def test_views_setting_overrides_the_checkpoint(three_view_detector: Detector, t
     one = Detector.from_checkpoint(three_view_detector.model_info.checkpoint_path, device="cpu")
     assert one.config.crop.views == 1
     assert one.preprocess(noise(500, 300)).shape == (1, 3, 224, 224)
+
+
+def test_a_forward_pass_holds_the_same_number_of_crops_whatever_the_views(three_view_detector: Detector,
+                                                                          untrained_ckpt: Path) -> None:
+    from detector.backends import CPU_FORWARD_BATCH, forward_batch_size
+
+    assert forward_batch_size(Detector.from_checkpoint(untrained_ckpt, device="cpu")) == CPU_FORWARD_BATCH
+    assert forward_batch_size(three_view_detector) == max(1, CPU_FORWARD_BATCH // 3)
