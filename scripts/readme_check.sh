@@ -115,6 +115,6 @@ step "writing 3 test images (JPEG, PNG, WebP) to a folder" make_images "$work/ph
 step "writing 3 more to a folder served over loopback" make_images "$work/web" 2
 step "starting python -m http.server on 127.0.0.1" start_server
 step "running the README's first command (setup with no extras, then score)" run_readme_command "$command"
-tail -n 25 "$log" | sed 's/^/  | /'
+tail -n 15 "$log" | sed 's/^/  | /'
 step "checking a verdict row for each of the 6 inputs in ./aidetect.db" check_verdicts
 echo "readme check: passed"
