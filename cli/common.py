@@ -52,6 +52,13 @@ def open_database(migrate: bool = False) -> sessionmaker[Session]:
     return make_session_factory(engine)
 
 
+def require_broker(celery_app: Any) -> None:
+    """Check that the broker answers, before anything is written; raises kombu's OperationalError if not
+    (``cli.errors`` turns it into one line naming the masked URL, instead of a minute of reconnect logs)."""
+    with celery_app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=5)
+
+
 def _require_sqlite_file(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):

@@ -45,6 +45,7 @@ def aidetect(args: list[str], cwd: Path, timeout: float = 300, stdin: str | None
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     """Exit 2, no traceback, and a last stderr line ``aidetect: error: ...`` holding every fragment."""
     assert "Traceback" not in result.stderr, result.stderr
+    assert not any(level in result.stderr for level in ("ERROR", "CRITICAL", "WARNING")), result.stderr
     assert result.returncode == 2, (result.returncode, result.stderr)
     errors = [line for line in result.stderr.splitlines() if line.startswith("aidetect: error:")]
     assert len(errors) == 1, result.stderr
@@ -161,16 +162,22 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_unreachable_postgres_names_the_masked_url(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["results"], ["jobs"], ["db", "upgrade"], ["enqueue", "urls.txt"],
+                                     ["label", "https://example.com/a.jpg", "--as", "ai"], ["score", "a.jpg"]],
+                         ids=" ".join)
+def test_unreachable_postgres_names_the_masked_url(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "urls.txt").write_text("https://example.com/a.jpg\n")
+    (tmp_path / "a.jpg").write_bytes(images.jpeg(seed=1))
     url = f"postgresql://aidetect:{SECRET}@127.0.0.1:{closed_port()}/aidetect"
-    result = aidetect(["results"], tmp_path, DATABASE_URL=url, timeout=120)
+    result = aidetect(command, tmp_path, DATABASE_URL=url)
     assert_one_line_error(result, "cannot reach the database", "postgresql://aidetect:***@127.0.0.1:")
 
 
-def test_unreachable_redis_for_enqueue_names_the_masked_url(tmp_path: Path, sqlite_url: str) -> None:
+@pytest.mark.parametrize("command", [["enqueue", "urls.txt"], ["crawl", "https://example.com/"]], ids=" ".join)
+def test_unreachable_redis_names_the_masked_url(tmp_path: Path, sqlite_url: str, command: list[str]) -> None:
     (tmp_path / "urls.txt").write_text("https://example.com/a.jpg\n")
     redis = f"redis://:{SECRET}@127.0.0.1:{closed_port()}/0"
-    result = aidetect(["enqueue", "urls.txt"], tmp_path, DATABASE_URL=sqlite_url, REDIS_URL=redis, timeout=180)
+    result = aidetect(command, tmp_path, DATABASE_URL=sqlite_url, REDIS_URL=redis, timeout=180)
     assert_one_line_error(result, "cannot reach Redis at redis://:***@127.0.0.1:")
 
 
