@@ -18,6 +18,7 @@ from rich import box
 from rich.cells import cell_len, get_character_cell_size
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 ELLIPSIS = "…"
 GAP = 2  # cells between two columns (padding 1 on each side, no vertical rules)
@@ -63,16 +64,15 @@ def as_column(spec: str | Column) -> Column:
 
 
 def format_cell(value: Any) -> str:
-    """None as empty, floats to 3 decimals, datetimes to the second without the time zone."""
+    """One line: None as empty, floats to 3 decimals, datetimes to the second without the time zone."""
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return " ".join(str(value).split()) if "\n" in str(value) else str(value)
+    text = str(value)
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 def shorten_middle(text: str, width: int) -> str:
@@ -135,6 +135,8 @@ def plan(columns: Sequence[Column], cells: Sequence[Sequence[str]], width: int |
     empty = [bool(column_cells) and not any(column_cells) for column_cells in cells]
     droppable = sorted((i for i, c in enumerate(columns) if c.drop > 0 or empty[i]),
                        key=lambda i: (empty[i], columns[i].drop, i))
+    while droppable and empty[droppable[-1]] and total(minimal=False) > width:  # before any text is cut
+        shown.remove(droppable.pop())
     while total(minimal=True) > width and droppable:
         shown.remove(droppable.pop())
     widths = {i: least(i) for i in shown}
@@ -168,7 +170,7 @@ def render(console: Console, rows: Sequence[Mapping[str, Any]], specs: Sequence[
                          justify="right" if col.kind is Kind.NUMBER else "left")
     index = {col.key: i for i, col in enumerate(columns)}
     for r in range(len(rows)):
-        table.add_row(*(_fit(cells[index[col.key]][r], col.kind, w)
+        table.add_row(*(Text(_fit(cells[index[col.key]][r], col.kind, w))  # Text: no markup in URLs
                         for col, w in zip(layout.columns, layout.widths, strict=True)))
     if wide:  # a console as wide as the table: rich never prints wider than its console
         needed = sum(layout.widths) + GAP * max(0, len(layout.widths) - 1)

@@ -81,6 +81,12 @@ def test_columns_left_out_are_named_and_empty_ones_dropped_silently() -> None:
     assert "empty" not in text.replace("code_b", "")
 
 
+def test_cells_are_text_not_markup() -> None:
+    text = screen([{"url": "https://a.example/[bold]x[/bold].jpg", "label": "[red]ai"}], VERDICT_TABLE)
+    assert "https://a.example/[bold]x[/bold].jpg" in text and "[red]ai" in text
+    assert "…" not in text  # the empty columns made room before the URL was cut
+
+
 def test_plan_gives_spare_room_back_to_the_url() -> None:
     layout = plan([Column("url", kind=Kind.URL), Column("label")], [[LONG_URL], ["uncertain"]], 200)
     assert layout.widths == [len(LONG_URL), len("uncertain")] and not layout.dropped
