@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     backend: Literal["torch", "onnx"] = "torch"
     threshold_ai: float | None = Field(None, ge=0.0, le=1.0)  # override the checkpoint's thresholds
     threshold_real: float | None = Field(None, ge=0.0, le=1.0)
+    views: int | None = Field(None, ge=1, le=9)  # crops averaged per image; None: the checkpoint's crop.views
     torch_threads: int | None = Field(None, ge=1, le=1024)  # None: cores available / worker concurrency
 
     # worker

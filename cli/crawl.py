@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from producer.crawl.config import CrawlConfig
     from producer.crawl.crawler import PageOutcome
+    from producer.crawl.progress import CrawlProgress
 
 MiB = 1024 * 1024
 
@@ -36,6 +37,8 @@ def crawl(
     sitemaps: bool = typer.Option(True, "--sitemaps/--no-sitemaps",
                                   help="Read the sitemaps robots.txt lists (else /sitemap.xml) of each seed host."),
     sitemap: list[str] = typer.Option([], "--sitemap", help="Also read this sitemap URL (repeatable)."),
+    sitemap_only: bool = typer.Option(False, "--sitemap-only",
+                                      help="Crawl exactly the sitemaps' pages (seeds only locate the sitemaps)."),
     only: str | None = typer.Option(None, "--only", metavar="KINDS",
                                     help="Keep only images found as these, comma-separated: "
                                          "img,srcset,css,icon,meta,link,sitemap."),
@@ -63,6 +66,8 @@ def crawl(
             re.compile(pattern)
         except re.error as exc:
             raise typer.BadParameter(f"--deny-pattern {pattern!r}: {exc}") from exc
+    if sitemap_only and not sitemaps and not sitemap:
+        raise typer.BadParameter("--sitemap-only needs sitemaps: drop --no-sitemaps or give --sitemap URL")
     kinds = _only_kinds(only)
     for url in [*(seeds or []), *sitemap]:
         try:
@@ -72,7 +77,7 @@ def crawl(
     config = CrawlConfig(
         seeds=tuple(seeds or ()), max_pages=max_pages, max_depth=max_depth, same_host=same_host,
         allow_domains=tuple(allow_domain), deny_patterns=tuple(deny_pattern), use_sitemaps=sitemaps,
-        sitemaps=tuple(sitemap), only=kinds, min_delay_s=delay,
+        sitemaps=tuple(sitemap), sitemap_only=sitemap_only, only=kinds, min_delay_s=delay,
         host_concurrency=host_concurrency,
         max_page_bytes=int(max_page_mib * MiB), batch_size=batch_size, max_queued=0 if local else max_queued,
         rescore=rescore,
@@ -102,6 +107,7 @@ def _crawl_local(config: CrawlConfig, checkpoint: Path | None, resume: int | Non
     from detector.errors import NoCheckpointError
     from producer.crawl.crawler import start_crawl
     from producer.crawl.local import BufferedSender, crawl_local
+    from producer.crawl.progress import crawl_progress
     from producer.crawl.runtime import local_context
     from worker.embedded import InProcessSender
     from worker.runtime import WorkerRuntime
@@ -116,22 +122,19 @@ def _crawl_local(config: CrawlConfig, checkpoint: Path | None, resume: int | Non
         raise typer.Exit(2) from exc
     job_id = resume if resume is not None else start_crawl(config, sessions)[0]
     ctx = local_context(settings, sessions, BufferedSender(InProcessSender(runtime), config.batch_size))
-    images = 0
 
-    def on_page(outcome: PageOutcome) -> None:
-        nonlocal images
-        images += outcome.images_found
-        bar.update(1)
-        bar.set_postfix(images=images, refresh=False)
+    def redraw(_: PageOutcome | None = None) -> None:
+        with sessions() as session:
+            _draw(bar, crawl_progress(session, job_id))
 
     try:
-        with tqdm(desc=f"crawl job {job_id}", unit="page", file=sys.stderr) as bar:
-            summary = crawl_local(job_id, ctx, on_page=on_page, resume=resume is not None)
+        with _progress_bar(job_id) as bar:
+            crawl_local(job_id, ctx, on_page=redraw, resume=resume is not None)
+            redraw()  # the last images were scored when the loop flushed them
     finally:
         ctx.fetchers.close()
         runtime.close()
-    console.print(f"job {job_id}: " + ", ".join(f"{n} pages {s}" for s, n in sorted(summary.pages.items()))
-                  + f"; {summary.images_found} images found, {summary.images_sent} sent for scoring")
+    console.print(f"job {job_id}: crawl finished")
     _show(job_id, sessions)
 
 
@@ -162,23 +165,33 @@ def _crawl_celery(config: CrawlConfig, resume: int | None, follow: bool) -> None
 
 def _follow(job_id: int, sessions: sessionmaker[Session]) -> None:
     """Poll the job's progress until no page nor image is pending (Ctrl-C stops watching, not the crawl)."""
-    from db.jobs import job_progress
+    from producer.crawl.progress import crawl_progress
 
-    with tqdm(desc=f"crawl job {job_id}", unit="page", file=sys.stderr) as bar:
+    with _progress_bar(job_id) as bar:
         try:
             while True:
                 with sessions() as session:
-                    row = job_progress(session, job_id)[0]
-                done = int(row["pages_crawled"] or 0) + int(row["pages_failed"] or 0)
-                bar.total = done + int(row["pages_pending"] or 0)
-                bar.n = done
-                bar.set_postfix(images=row["images"], scored=row["images_done"], refresh=True)
-                if not row["pages_pending"] and not row["images_pending"]:
+                    progress = crawl_progress(session, job_id)
+                _draw(bar, progress)
+                if progress.finished:
                     break
                 time.sleep(2.0)
         except KeyboardInterrupt:
             pass
     _show(job_id, sessions)
+
+
+def _progress_bar(job_id: int) -> tqdm:
+    return tqdm(desc=f"crawl job {job_id}", unit="page", file=sys.stderr, dynamic_ncols=True)
+
+
+def _draw(bar: tqdm, progress: CrawlProgress) -> None:
+    """HTML pages fetched of those known (never more than --max-pages: the total, so tqdm has an ETA), with
+    images found, scored and failures."""
+    bar.total = progress.pages_total
+    bar.n = progress.pages_done + progress.pages_failed
+    bar.set_postfix(images=progress.images_found, scored=progress.images_scored,
+                    failed=f"{progress.pages_failed}p/{progress.images_failed}i", refresh=True)
 
 
 def _show(job_id: int, sessions: sessionmaker[Session]) -> None:

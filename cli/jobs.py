@@ -113,7 +113,11 @@ def print_job(session: Session, job_id: int, wide: bool = False) -> None:
     source = str(p["source"] or "")
     source = source if wide else shorten_middle(source, max(20, console.width - len(head)))
     console.print(f"[bold]{escape(head)}[/bold]{escape(source)}", highlight=False, soft_wrap=wide)
-    console.print(f"  pages: {p['pages_crawled']} crawled, {p['pages_failed']} failed, {p['pages_pending']} pending")
+    if p["kind"] == "crawl":
+        _print_crawl_pages(session, job_id)
+    else:
+        console.print(f"  pages: {p['pages_crawled']} crawled, {p['pages_failed']} failed, "
+                      f"{p['pages_pending']} pending")
     console.print(f"  images: {p['images']} found, {p['images_done']} scored, {p['images_failed']} failed, "
                   f"{p['images_pending']} pending; {p['n_ai'] or 0} AI ({share} of those with a verdict)")
     if report["pages"]:
@@ -122,6 +126,22 @@ def print_job(session: Session, job_id: int, wide: bool = False) -> None:
         emit(report["page_errors"], ("kind", "error_code", "pages"), OutputFormat.table, title="page errors")
     if report["image_errors"]:
         emit(report["image_errors"], ("error_code", "images"), OutputFormat.table, title="image errors")
+
+
+def _print_crawl_pages(session: Session, job_id: int) -> None:
+    """HTML pages apart from robots.txt, sitemaps, aliases and resources; sitemaps on another host in one line."""
+    from producer.crawl import frontier
+    from producer.crawl.crawler import FALLBACK_SITEMAPS, OFF_SITE_SITEMAP
+    from producer.crawl.progress import crawl_progress
+
+    c = crawl_progress(session, job_id)
+    other = ", ".join(f"{n} {kind}" for kind, n in sorted(c.other_rows.items()))
+    console.print(f"  pages: {c.pages_done} crawled, {c.pages_failed} failed, {c.pages_pending} pending"
+                  + (f" (html; other rows: {other})" if other else ""))
+    elsewhere = frontier.page_urls_with_error(session, job_id, OFF_SITE_SITEMAP)
+    if elsewhere:
+        console.print(f"  sitemaps on another host, not read: {', '.join(elsewhere)}; the crawled host's own were "
+                      f"read instead ({' and '.join(FALLBACK_SITEMAPS)} when robots.txt lists none)", soft_wrap=True)
 
 
 def _with_state(row: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 FAMILIES: tuple[str, ...] = ("midjourney", "stable_diffusion", "sd_finetune")
 POOLINGS: tuple[str, ...] = ("final", "multiscale")
+MAX_VIEWS = 9  # the centre and eight positions towards the corners and edges
 
 
 def _check(condition: bool, message: str) -> None:
@@ -30,11 +31,14 @@ class CropPolicy:
     Images whose short side exceeds ``max_short_side`` are downsampled to it, images smaller than
     ``size`` are upscaled minimally, then a crop is taken at native resolution.
     ``allow_draft`` lets JPEG decoding use libjpeg's scaled DCT when that keeps enough pixels.
+    ``views`` is how many crops inference averages: the centre crop, then native-resolution crops at fixed
+    positions towards the corners (``detector.preprocess.view_boxes``).
     """
 
     size: int = 224
     max_short_side: int = 1024
     allow_draft: bool = True
+    views: int = 1
 
     def __post_init__(self) -> None:
         _check(_is_int(self.size) and self.size > 0, f"crop.size must be a positive int, got {self.size!r}")
@@ -43,6 +47,8 @@ class CropPolicy:
             f"crop.max_short_side must be an int >= crop.size, got {self.max_short_side!r}",
         )
         _check(isinstance(self.allow_draft, bool), f"crop.allow_draft must be a bool, got {self.allow_draft!r}")
+        _check(_is_int(self.views) and 1 <= self.views <= MAX_VIEWS,
+               f"crop.views must be an int from 1 to {MAX_VIEWS}, got {self.views!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CropPolicy:

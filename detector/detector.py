@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ from detector.checkpoint import checkpoint_sha256, load_checkpoint, resolve_chec
 from detector.config import ModelConfig
 from detector.errors import DetectorError
 from detector.model import DetectorNet
-from detector.preprocess import batch_tensor, prepare, to_tensor
+from detector.preprocess import prepare_views, to_tensor
 from detector.verdict import Thresholds, Verdict, make_verdict
 
 
@@ -87,6 +87,8 @@ class Detector:
         if target.type == "cpu":
             torch.set_num_threads(settings.intra_op_threads())
         model, config = load_checkpoint(directory, device=target)
+        if settings.views is not None:  # fewer crops: faster, and less accurate (MODEL_CARD.md)
+            config = replace(config, crop=replace(config.crop, views=settings.views))
         thresholds = resolve_thresholds(config, threshold_ai, threshold_real)
         info = ModelInfo(
             name=config.name,
@@ -116,15 +118,15 @@ class Detector:
         return self._model
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
-        """The normalised CHW tensor this detector scores for ``img`` (crop policy of the checkpoint)."""
-        return to_tensor(prepare(img, self._config.crop), self._config)
+        """The normalised ``(views, C, H, W)`` crops this detector scores for ``img`` (the checkpoint's crop
+        policy: the centre crop, then ``crop.views - 1`` native-resolution crops towards the corners)."""
+        return torch.stack([to_tensor(view, self._config) for view in prepare_views(img, self._config.crop)])
 
     def predict(self, images: Sequence[Image.Image]) -> list[Verdict]:
         """One verdict per image, in order, from a single forward pass."""
         if not images:
             return []
-        crops = [prepare(img, self._config.crop) for img in images]
-        return self.predict_tensors(batch_tensor(crops, self._config))
+        return self.predict_tensors(torch.stack([self.preprocess(img) for img in images]))
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -139,11 +141,17 @@ class Detector:
         return out.float().cpu()
 
     def predict_tensors(self, batch: torch.Tensor) -> list[Verdict]:
-        """Verdicts for an already preprocessed NCHW batch."""
-        if batch.ndim != 4:
-            raise ValueError(f"expected an NCHW batch, got shape {tuple(batch.shape)}")
-        if batch.shape[0] == 0:
+        """Verdicts for a preprocessed batch: ``(N, views, C, H, W)``, or ``(N, C, H, W)`` for one view each.
+
+        Each image's probabilities are the mean over its views (p(AI) and every family score)."""
+        if batch.ndim == 4:
+            batch = batch.unsqueeze(1)
+        if batch.ndim != 5:
+            raise ValueError(f"expected an (N, views, C, H, W) or NCHW batch, got shape {tuple(batch.shape)}")
+        n, views = batch.shape[:2]
+        if n == 0:
             return []
-        probs = torch.sigmoid(self.logits(batch)).tolist()
+        flat = batch.reshape(n * views, *batch.shape[2:])
+        probs = torch.sigmoid(self.logits(flat)).reshape(n, views, -1).mean(dim=1).tolist()
         families = self._config.families
         return [make_verdict(row[0], dict(zip(families, row[1:], strict=True)), self._thresholds) for row in probs]

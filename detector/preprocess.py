@@ -212,6 +212,35 @@ def prepare(img: Image.Image, policy: CropPolicy) -> Image.Image:
     return center_crop(fit_short_side(to_rgb(img), policy), policy.size)
 
 
+# Where the views after the centre sit, as (x, y) fractions of the free space: the four corners first,
+# then the middles of the edges. Fixed positions keep a verdict reproducible.
+_VIEW_POSITIONS = ((0.5, 0.5), (0.0, 0.0), (1.0, 1.0), (1.0, 0.0), (0.0, 1.0),
+                   (0.5, 0.0), (0.5, 1.0), (0.0, 0.5), (1.0, 0.5))
+
+
+def view_boxes(width: int, height: int, size: int, views: int) -> list[tuple[int, int, int, int]]:
+    """The ``views`` crop boxes ``(left, top, right, bottom)`` of a fitted ``width`` x ``height`` image:
+    the centre crop first, then positions towards the corners and edges (all equal on a square image)."""
+    if width < size or height < size:
+        raise ValueError(f"cannot crop {size}x{size} from {width}x{height}")
+    if not 1 <= views <= len(_VIEW_POSITIONS):
+        raise ValueError(f"views must be from 1 to {len(_VIEW_POSITIONS)}, got {views}")
+    boxes = []
+    for fx, fy in _VIEW_POSITIONS[:views]:
+        left, top = int((width - size) * fx), int((height - size) * fy)
+        if (fx, fy) == (0.5, 0.5):
+            left, top = (width - size) // 2, (height - size) // 2  # exactly center_crop
+        boxes.append((left, top, left + size, top + size))
+    return boxes
+
+
+def prepare_views(img: Image.Image, policy: CropPolicy) -> list[Image.Image]:
+    """The ``policy.views`` inference crops of an image, each ``size`` x ``size`` at native resolution;
+    the first is :func:`prepare`'s centre crop. The image is fitted to the policy once."""
+    fitted = fit_short_side(to_rgb(img), policy)
+    return [fitted.crop(box) for box in view_boxes(fitted.width, fitted.height, policy.size, policy.views)]
+
+
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """The one normalisation: ``(x - mean) / std`` per channel, for CHW or NCHW floats in [0, 1]."""
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)

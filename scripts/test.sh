@@ -3,6 +3,12 @@
 # Needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL; defaults: the local servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Headless Chromium for the crawler's browser comparison (tests/crawl/test_browser_recall.py never skips).
+if [ ! -x /usr/bin/chromium ]; then
+    SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium chromium-driver
+fi
 bash scripts/setup.sh "test,hub,train,onnx,crawl,metrics,provenance,flower,generate"
 . .venv/bin/activate
 ruff check .

@@ -107,7 +107,8 @@ def mirror_dir(mirrors: Path, repo: str) -> Path | None:
     """The bare clone of ``repo`` under ``mirrors`` (``owner+name``, the ``fetch`` layout), if there is one."""
     for candidate in (mirrors / repo.replace("/", "+"), mirrors / f"{repo.replace('/', '+')}.git"):
         if candidate.is_dir():
-            for sub in (candidate, *sorted(p for p in candidate.iterdir() if p.is_dir())):
+            subdirs = sorted(p for p in candidate.iterdir() if p.is_dir())
+            for sub in (candidate, *subdirs, *(p / ".git" for p in subdirs)):  # bare, or a clone's .git
                 if (sub / "HEAD").is_file() and (sub / "objects").is_dir():
                     return sub
     return None

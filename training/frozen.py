@@ -4,17 +4,19 @@
         --out runs/frozen [--install]
 
 1. **Features** (``training.features``, cached and resumable): every image decoded once; train images give
-   the evaluation view and one augmented native-resolution view, val images the evaluation view, JPEG q75
-   and 0.5x versions of it and two random native crops. Each view yields the student's multiscale backbone
-   statistics and the forensic residual descriptors (``training.forensic``) only the teachers read.
+   the evaluation view, one random native-resolution crop and one augmented view, val images the evaluation
+   view, JPEG q75 and 0.5x versions of it and two random native crops. Each view yields the student's
+   multiscale backbone statistics and the forensic residual descriptors (``training.forensic``) only the
+   teachers read.
 2. **Teachers**: one small MLP per generator family (that family's AI images against every real image) and
    one general MLP, on backbone + forensic features. Their p(AI) on each training view is *out-of-fold*:
    predicted by the teacher trained without the image's source repository, so the soft targets say how
    recognisable an image is from sources the teacher did not see, not that it was memorised.
 3. **Student**: the Linear head of ``DetectorNet`` (multiscale pooling) on backbone features only, fitted with
    L-BFGS to ``(1 - alpha) * label + alpha * teacher`` per view, plus hard family targets. ``alpha`` and the L2
-   penalty are chosen by cross-validation grouped by source on the train split; ``alpha = 0`` is the
-   labels-only ablation.
+   penalty (and which cached views it fits on) are chosen by cross-validation grouped by source on the train
+   split, with *nested* teacher targets: a student fold's targets come from teachers that never saw that
+   fold. ``alpha = 0`` is the labels-only ablation. The shipped checkpoint averages 3 crops per image.
 4. **Band**: thresholds from the student's out-of-fold scores (``training.band``).
 5. **Evaluation** on val (reported once), then the fp16 checkpoint under ``OUT/model``.
 """
@@ -53,10 +55,13 @@ from training.progress import Report, bar_report
 log = logging.getLogger(__name__)
 
 FAMILIES = ("midjourney", "stable_diffusion", "sd_finetune", "dalle", "flux", "gan", "other_ai")
-TRAIN_SPEC = ViewSpec(train_views=1)
+TRAIN_SPEC = ViewSpec(train_views=1, crops=1)
 VAL_SPEC = ViewSpec(train_views=0, perturbations=("jpeg75", "downscale0.5"), crops=2)
 ALPHAS = (0.0, 0.5, 0.8)
 L2S = (3e-4, 3e-3)
+FIT_VIEWS = (("eval", "aug0"), ("eval", "crop0", "aug0"))  # which cached training views the head fits on
+INFERENCE_VIEWS = 3  # crops the shipped checkpoint averages (crop.views)
+CV_VIEWS = ("eval", "crop0")  # the views of a held-out training image whose mean p(AI) the CV scores
 FOLDS = 3
 
 
@@ -84,7 +89,8 @@ def load_items(manifests: Sequence[Path]) -> list[Item]:
 
 def student_config() -> ModelConfig:
     return ModelConfig(arch="tf_efficientnet_lite0", pooling="multiscale", families=FAMILIES,
-                       crop=CropPolicy(size=224, max_short_side=1024), name="aidetect-student", version="2")
+                       crop=CropPolicy(size=224, max_short_side=1024, views=INFERENCE_VIEWS),
+                       name="aidetect-student", version="3")
 
 
 def features(net: DetectorNet, items: Sequence[Item], spec: ViewSpec, root: Path, report: Report) -> np.ndarray:
@@ -154,9 +160,26 @@ def out_of_fold_teachers(x: np.ndarray, items: Sequence[Item], folds: np.ndarray
             model = fit_teacher(x[fit_rows].reshape(-1, x.shape[2]), np.repeat(labels[fit_rows], v))
             held = folds == fold
             scores[held] = model.predict_proba(x[held].reshape(-1, x.shape[2]))[:, 1].reshape(-1, v)
-            report("teachers", step=t * FOLDS + fold + 1, steps=len(names) * FOLDS, teacher=name)
+            report("teachers", step=t * (folds.max() + 1) + fold + 1, steps=len(names) * (folds.max() + 1),
+                   teacher=name)
         result[name] = scores
     return result
+
+
+def nested_soft_targets(x: np.ndarray, items: Sequence[Item], folds: np.ndarray, families: Sequence[str],
+                        report: Report) -> dict[int, np.ndarray]:
+    """Student fold -> ``(N, V)`` soft targets of the rows outside it (NaN inside), from teachers fitted without
+    that fold: out-of-fold over the remaining folds only. Cross-validating the student with these keeps its
+    held-out fold out of its targets too (stacking without nesting made the CV optimistic)."""
+    nested = {}
+    for fold in range(folds.max() + 1):
+        keep = folds != fold
+        inner = np.unique(folds[keep], return_inverse=True)[1]
+        kept = [i for i, k in zip(items, keep, strict=True) if k]
+        targets = np.full(x.shape[:2], np.nan, dtype=np.float32)
+        targets[keep] = soft_targets(kept, out_of_fold_teachers(x[keep], kept, inner, families, report))
+        nested[fold] = targets
+    return nested
 
 
 def soft_targets(items: Sequence[Item], teachers: dict[str, np.ndarray]) -> np.ndarray:
@@ -219,7 +242,12 @@ def install(model_dir: Path, target: Path) -> None:
 
 def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[float] = ALPHAS) -> dict:
     """The whole recipe; each phase's wall time is in the returned summary (and ``OUT/summary.json``)."""
-    from training.frozen_eval import evaluate  # the evaluation tables live beside the recipe
+    from training.frozen_eval import (  # the evaluation tables live beside the recipe
+        checkpoint_scores,
+        evaluate,
+        shipped_path_report,
+        shortcut_audit,
+    )
 
     torch.set_flush_denormal(True)
     timings: dict[str, float] = {}
@@ -244,30 +272,39 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
     folds = group_folds(train, FOLDS)
     distil = max(alphas) > 0
     targets = soft_targets(train, out_of_fold_teachers(x_train, train, folds, families, report)) if distil else None
+    nested = nested_soft_targets(x_train, train, folds, families, report) if distil else {}
     timings["teachers_s"] = time.monotonic() - stamp
 
     stamp = time.monotonic()
     labels = np.array([i.sample.label for i in train])
-    grid = {f"alpha={alpha},l2={l2}": (alpha, l2) for alpha in alphas for l2 in L2S}
+    view_index = {name: k for k, name in enumerate(TRAIN_SPEC.names)}
+    scored = [view_index[name] for name in CV_VIEWS]
+    grid = {f"alpha={alpha},l2={l2},views={'+'.join(views)}": (alpha, l2, [view_index[v] for v in views])
+            for alpha in alphas for l2 in L2S for views in FIT_VIEWS}
+
+    def fit(rows: np.ndarray, alpha: float, l2: float, views: list[int],
+            soft: np.ndarray | None = targets) -> torch.nn.Linear:
+        return fit_student(x_train[rows][:, views, :d], [i for i, r in zip(train, rows, strict=True) if r],
+                           None if soft is None else soft[rows][:, views], alpha, l2, FAMILIES)
+
     cv: dict[str, float] = {}
     oof: dict[str, np.ndarray] = {}
-    for name, (alpha, l2) in grid.items():
+    everything = np.ones(len(train), dtype=bool)
+    for name, (alpha, l2, views) in grid.items():
         scores = np.zeros(len(train))
         for fold in range(FOLDS):
-            fit = folds != fold
-            head = fit_student(x_train[fit][:, :, :d], [i for i, f in zip(train, fit, strict=True) if f],
-                               None if targets is None else targets[fit], alpha, l2, FAMILIES)
-            scores[~fit] = head_scores(head, x_train[~fit][:, :1, :d])[:, 0]
+            head = fit(folds != fold, alpha, l2, views, nested.get(fold))
+            scores[folds == fold] = head_scores(head, x_train[folds == fold][:, scored, :d]).mean(axis=1)
         cv[name] = float(roc_auc_score(labels, scores))
         oof[name] = scores
         report("student_cv", step=len(cv), steps=len(grid), config=name, auc=cv[name])
     best = max(cv, key=cv.get)
-    labels_only = max((name for name, (alpha, _) in grid.items() if alpha == 0), key=cv.get)
+    labels_only = max((name for name, (alpha, _, _) in grid.items() if alpha == 0), key=cv.get)
     band = choose_band(oof[best], labels)
-    head = fit_student(x_train[:, :, :d], train, targets, *grid[best], FAMILIES)
-    students = {"shipped": head}
+    students = {"shipped": fit(everything, *grid[best])}
     if labels_only != best:  # the labels-only ablation, fitted only when it is not the shipped student
-        students["labels_only"] = fit_student(x_train[:, :, :d], train, None, *grid[labels_only], FAMILIES)
+        students["labels_only"] = fit(everything, *grid[labels_only])
+    head = students["shipped"]
     timings["student_s"] = time.monotonic() - stamp
 
     stamp = time.monotonic()
@@ -285,6 +322,10 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
                                  "train_images": len(train), "val_images": len(val),
                                  "manifests": [str(m) for m in manifests]})
     save_checkpoint(build_network(head, config), config, out / "model")
+    stamp = time.monotonic()
+    summary["shipped_path"] = shipped_path_report(val, checkpoint_scores(out / "model", val), band)
+    summary["shortcut_audit"] = shortcut_audit(train, val)
+    timings["shipped_path_s"] = time.monotonic() - stamp
     timings["total_s"] = time.monotonic() - started
     summary.update({"cv_auc": cv, "chosen": best, "labels_only": labels_only, "band": band.to_dict(),
                     "timings": timings, "train_images": len(train), "val_images": len(val)})

@@ -130,3 +130,40 @@ def shortcut_audit(train: Sequence, val: Sequence) -> dict[str, float]:
     yv = np.array([i.sample.label for i in val])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(xt, yt)
     return {"file_facts_val_auc": float(roc_auc_score(yv, model.predict_proba(xv)[:, 1]))}
+
+
+def checkpoint_scores(model_dir: Path, val: Sequence, batch: int = 16) -> np.ndarray:
+    """p(AI) of every val image through the workers' own path: decode, the checkpoint's crop views, the CPU
+    backend the settings choose; NaN for an image that does not decode."""
+    from detector.backends import load_detector
+    from detector.errors import DecodeError
+    from detector.preprocess import decode_image, draft_target
+
+    detector = load_detector(model_dir, device="cpu")
+    scores = np.full(len(val), np.nan)
+    for start in range(0, len(val), batch):
+        images, rows = [], []
+        for row, item in enumerate(val[start:start + batch], start):
+            try:
+                images.append(decode_image(item.sample.path.read_bytes(),
+                                           target_short_side=draft_target(detector.config.crop)))
+                rows.append(row)
+            except (OSError, DecodeError):
+                continue
+        for row, verdict in zip(rows, detector.predict(images), strict=True):
+            scores[row] = verdict.p_ai
+    return scores
+
+
+def shipped_path_report(val: Sequence, scores: np.ndarray, band: Band) -> dict:
+    """The shipped checkpoint on val as a user runs it, overall, per dataset and per file format (a pixel
+    model should hold within each format: the format itself must not be what it learned)."""
+    labels = np.array([i.sample.label for i in val])
+    ok = np.isfinite(scores)
+    report = {"all": binary_metrics(labels[ok], scores[ok], band), "not_decoded": int((~ok).sum())}
+    groups = {"dataset": lambda i: i.dataset, "format": lambda i: i.sample.path.suffix.lower().lstrip(".")}
+    for title, key in groups.items():
+        values = np.array([key(i) for i in val])
+        report[f"by_{title}"] = {g: binary_metrics(labels[ok & (values == g)], scores[ok & (values == g)], band)
+                                 for g in sorted(set(values)) if (ok & (values == g)).sum() >= 20}
+    return report

@@ -18,6 +18,8 @@ class PageKind(enum.StrEnum):
     HTML = "html"
     SITEMAP = "sitemap"
     ROBOTS = "robots"
+    RESOURCE = "resource"  # queued as a page, served as something else (an image, a PDF): never parsed
+    ALIAS = "alias"  # another URL of a page already crawled (its rel=canonical): never fetched
     STYLESHEET = "stylesheet"  # fetched for its images only, never a row (a fetch policy, not a handler)
 
 
@@ -27,11 +29,12 @@ class CrawlConfig:
 
     seeds: tuple[str, ...]
     max_pages: int = 100  # html page rows per job (robots and sitemap rows not counted)
-    max_depth: int = 50  # links followed from a seed, breadth-first (max_pages bounds a site); sitemap pages are seeds
+    max_depth: int = 50  # links followed from a seed, breadth-first (max_pages bounds a site); sitemap pages: depth 1
     same_host: bool = True  # only the seeds' hosts and allow_domains; False: any host
     allow_domains: tuple[str, ...] = ()  # these domains and their subdomains are in scope too
     deny_patterns: tuple[str, ...] = ()  # regular expressions; a matching page URL is never fetched
     use_sitemaps: bool = True  # read robots.txt's sitemaps (else /sitemap.xml, /sitemap_index.xml) of each seed host
+    sitemap_only: bool = False  # crawl exactly the sitemaps' pages: seeds only locate them, links are not followed
     sitemaps: tuple[str, ...] = ()  # more sitemaps to read
     max_sitemaps: int = 50  # sitemap rows per job (indexes and their children)
     min_delay_s: float = 1.0  # between two requests to one host; robots.txt Crawl-delay may ask for more

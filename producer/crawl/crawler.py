@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from aidetect.settings import Settings
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
 from db.jobs import create_job, get_job
-from db.models import utcnow
+from db.models import WorkStatus, utcnow
 from db.registry import active_model
 from db.session import transaction
 from producer.crawl import frontier
@@ -29,7 +29,8 @@ from producer.crawl.config import CrawlConfig, PageKind
 from producer.crawl.discover import FoundAs, FoundImage, discover
 from producer.crawl.errors import PageError
 from producer.crawl.frontier import ClaimedPage, NewPage
-from producer.crawl.pagefetch import DocumentFetchers
+from producer.crawl.pagefetch import DocumentFetchers, WrongMediaType
+from producer.crawl.pageurls import page_key
 from producer.crawl.politeness import HostBusy, HostGate
 from producer.crawl.robots import RobotsCache, RobotsRules, agent_token, origin_of, robots_url
 from producer.crawl.sitemaps import parse_sitemap
@@ -41,6 +42,9 @@ from worker.fetch import FetchResult
 log = logging.getLogger(__name__)
 
 LEASE_S = 300.0  # a page ``running`` longer than this belongs to a dead worker; above the task's time limit
+SITEMAP_PAGE_DEPTH = 1
+FALLBACK_SITEMAPS = ("/sitemap.xml", "/sitemap_index.xml")  # read when robots.txt lists none on the crawled host
+OFF_SITE_SITEMAP = "off_site_sitemap"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class PageStatus(enum.StrEnum):
 class PageOutcome:
     page_id: int
     status: PageStatus
+    kind: PageKind | None = None  # None: the page was not claimed
     new_pages: list[int] = field(default_factory=list)  # committed rows that need a crawl message
     images_found: int = 0
     images_sent: int = 0
@@ -88,8 +93,19 @@ class PageOutcome:
     error_code: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"page_id": self.page_id, "status": self.status.value, "new_pages": len(self.new_pages),
+        return {"page_id": self.page_id, "kind": self.kind and self.kind.value, "status": self.status.value,
+                "new_pages": len(self.new_pages),
                 "images_found": self.images_found, "images_sent": self.images_sent, "error_code": self.error_code}
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Pages that get a finished row and are never fetched, with the reason."""
+
+    pages: list[NewPage]
+    status: WorkStatus
+    error_code: str | None
+    detail: str
 
 
 @dataclass
@@ -100,6 +116,9 @@ class Found:
     pages: list[NewPage] = field(default_factory=list)
     http_status: int | None = None
     content_type: str | None = None
+    resource: bool = False  # an html row served as something else: the row becomes a ``resource``
+    alias: NewPage | None = None  # the page's rel=canonical, when another URL of the site: never fetched
+    refused: list[Refused] = field(default_factory=list)
 
 
 def start_crawl(config: CrawlConfig, sessions: sessionmaker[Session],
@@ -108,7 +127,7 @@ def start_crawl(config: CrawlConfig, sessions: sessionmaker[Session],
     and the page ids to send. Raises :class:`InvalidURL` for a seed that is not an http(s) URL."""
     seeds = [normalise_url(seed) for seed in config.seeds]
     sitemaps = [normalise_url(url) for url in config.sitemaps]
-    pages = [_new_page(seed, 0, PageKind.HTML) for seed in seeds]
+    pages = [] if config.sitemap_only else [_new_page(seed, 0, PageKind.HTML) for seed in seeds]
     pages += [_new_page(url, 0, PageKind.SITEMAP) for url in sitemaps]
     for origin in dict.fromkeys(origin_of(seed.url) for seed in seeds):
         pages.append(_new_page(normalise_url(robots_url(origin)), 0, PageKind.ROBOTS))
@@ -133,7 +152,7 @@ def process_page(page_id: int, ctx: CrawlContext) -> PageOutcome:
     except HostBusy as busy:
         with transaction(ctx.sessions) as session:
             frontier.release_page(session, page.id)
-        return PageOutcome(page.id, PageStatus.DEFERRED, retry_after_s=busy.retry_after_s)
+        return PageOutcome(page.id, PageStatus.DEFERRED, page.kind, retry_after_s=busy.retry_after_s)
     except ScoreError as exc:  # FetchError or PageError
         return _record_failure(page, exc, ctx)
     return _record_success(page, config, found, ctx)
@@ -156,15 +175,34 @@ def _not_claimed(page_id: int, ctx: CrawlContext) -> PageOutcome:
 
 def _crawl_html(page: ClaimedPage, config: CrawlConfig, ctx: CrawlContext) -> Found:
     rules = _allowed_rules(page, config, ctx)
-    result = _fetch(page, config, rules, ctx)
+    try:
+        result = _fetch(page, config, rules, ctx)
+    except WrongMediaType as refused:
+        return _resource(page, refused.media, config)
     final = _normalised(result.final_url)
     if final is None or (final.url != page.url and not config.scope.allows(final.url, final.domain)):
         raise PageError("out_of_scope", f"redirected to {result.final_url[:300]}")
     styles = StylesheetLoader(config, ctx.stylesheets, _stylesheet_download(config, rules, ctx))
     links = discover(result.content, result.final_url, ctx.settings.max_url_length, styles=styles)
     found = Found(images=_wanted(links.images, config), http_status=result.status, content_type=result.content_type)
-    if page.depth < config.max_depth:
+    if page.depth < config.max_depth and not config.sitemap_only:
         found.pages = _in_scope(links.links, config, page.depth + 1, PageKind.HTML)
+    canonical = links.canonical
+    if canonical is not None and config.scope.allows(canonical.url, canonical.domain):
+        alias = _new_page(canonical, page.depth, PageKind.ALIAS)
+        claimed = _normalised(page.url)
+        if alias.url_hash not in {page_key(final), claimed and page_key(claimed)}:
+            found.alias = alias
+    return found
+
+
+def _resource(page: ClaimedPage, media: str | None, config: CrawlConfig) -> Found:
+    """A link that is not a page (refused by its Content-Type before the body was read): an image is counted
+    as an image found by that link, anything else only keeps its row, as a ``resource``."""
+    found = Found(resource=True, content_type=media)
+    url = _normalised(page.url)
+    if url is not None and media is not None and media.startswith("image/") and "svg" not in media:
+        found.images = _wanted([FoundImage(url, None, None, FoundAs.LINK)], config)
     return found
 
 
@@ -174,8 +212,8 @@ def _crawl_sitemap(page: ClaimedPage, config: CrawlConfig, ctx: CrawlContext) ->
     content = parse_sitemap(result.content, result.final_url, config.max_sitemap_bytes)
     found = Found(http_status=result.status, content_type=result.content_type)
     found.pages = _in_scope(_normalised_all(content.sitemaps), config, page.depth, PageKind.SITEMAP)
-    if page.depth < config.max_depth:
-        found.pages += _in_scope(_normalised_all(content.pages), config, page.depth + 1, PageKind.HTML)
+    # A sitemap lists pages the site wants crawled: depth 1 whatever --max-depth (their links: while below it).
+    found.pages += _in_scope(_normalised_all(content.pages), config, SITEMAP_PAGE_DEPTH, PageKind.HTML)
     for image_url, page_url in content.images:
         image, on_page = _normalised(image_url), _normalised(page_url)
         if image is not None:
@@ -185,14 +223,23 @@ def _crawl_sitemap(page: ClaimedPage, config: CrawlConfig, ctx: CrawlContext) ->
 
 
 def _crawl_robots(page: ClaimedPage, config: CrawlConfig, ctx: CrawlContext) -> Found:
-    """robots.txt of a seed origin: its rules go to the shared cache, its sitemaps (or /sitemap.xml) to the
-    frontier."""
+    """robots.txt of a seed origin: its rules go to the shared cache, its sitemaps to the frontier. Sitemaps on
+    another host (a site's production domain, say) get a ``failed`` row saying so and are not read; without
+    one on this host, ``/sitemap.xml`` and ``/sitemap_index.xml`` of the host are read instead."""
     origin = origin_of(page.url)
     rules = _rules(page.url, config, ctx)
     found = Found(http_status=rules.http_status, content_type="text/plain" if rules.text is not None else None)
-    if config.use_sitemaps:
-        listed = _normalised_all(rules.sitemaps) or _normalised_all([f"{origin}/sitemap.xml"])
-        found.pages = _in_scope(listed, config, 0, PageKind.SITEMAP)
+    if not config.use_sitemaps:
+        return found
+    listed = _normalised_all(rules.sitemaps)
+    found.pages = _in_scope(listed, config, 0, PageKind.SITEMAP)
+    elsewhere = [_new_page(url, 0, PageKind.SITEMAP) for url in listed if not config.scope.allows(url.url, url.domain)]
+    if not found.pages:
+        found.pages = _in_scope(_normalised_all([f"{origin}{path}" for path in FALLBACK_SITEMAPS]), config, 0,
+                                PageKind.SITEMAP)
+    if elsewhere:
+        detail = f"listed by {page.url[:300]} on another host, outside the crawl's scope: not read"
+        found.refused.append(Refused(elsewhere, WorkStatus.FAILED, OFF_SITE_SITEMAP, detail))
     return found
 
 
@@ -263,18 +310,33 @@ def _record_success(page: ClaimedPage, config: CrawlConfig, found: Found, ctx: C
     with transaction(ctx.sessions) as session:
         frontier.lock_job(session, page.job_id)
         new_pages = frontier.add_pages(session, page.job_id, found.pages, config.max_pages, config.max_sitemaps)
+        for refused in found.refused:
+            frontier.record_pages(session, page.job_id, refused.pages, refused.status, refused.error_code,
+                                  refused.detail)
+        if found.alias is not None:
+            _record_alias(session, page, found.alias)
         model = active_model(session)
         queued = frontier.queue_page_images(session, page.job_id, page.id, found.images,
                                             model.id if model else None, config.rescore)
         frontier.add_job_counts(session, page.job_id, queued)
-        frontier.finish_page(session, page.id, found.http_status, found.content_type, queued.found)
+        finish = frontier.finish_resource if found.resource else frontier.finish_page
+        finish(session, page.id, found.http_status, found.content_type, queued.found)
         frontier.finish_job_if_done(session, page.job_id)
     options = EnqueueOptions(batch_size=config.batch_size, max_queued=config.max_queued, rescore=config.rescore)
     send_in_batches(ctx.images, queued.to_send, options)
     log.info("crawled %s: %d images (%d sent), %d new pages", page.url[:200], queued.found, len(queued.to_send),
              len(new_pages))
-    return PageOutcome(page.id, PageStatus.DONE, new_pages=new_pages, images_found=queued.found,
+    kind = PageKind.RESOURCE if found.resource else page.kind
+    return PageOutcome(page.id, PageStatus.DONE, kind, new_pages=new_pages, images_found=queued.found,
                        images_sent=len(queued.to_send))
+
+
+def _record_alias(session: Session, page: ClaimedPage, alias: NewPage) -> None:
+    """The page's rel=canonical is another URL of it: that URL is never fetched (a queued row of it becomes an
+    ``alias``, else an ``alias`` row is written)."""
+    detail = f"rel=canonical of page {page.id} ({page.url[:300]}), crawled already"
+    if not frontier.alias_queued(session, page.job_id, alias.url_hash, detail):
+        frontier.record_pages(session, page.job_id, [alias], WorkStatus.DONE, None, detail)
 
 
 def _record_failure(page: ClaimedPage, error: ScoreError, ctx: CrawlContext) -> PageOutcome:
@@ -291,8 +353,9 @@ def _record_failure(page: ClaimedPage, error: ScoreError, ctx: CrawlContext) -> 
             frontier.finish_job_if_done(session, page.job_id)
     log.info("page %s %s: %s", page.url[:200], "will be retried" if retry else "failed", error)
     if retry:
-        return PageOutcome(page.id, PageStatus.RETRY, retry_after_s=backoff_s(page.attempts), error_code=error.code)
-    return PageOutcome(page.id, PageStatus.FAILED, error_code=error.code)
+        return PageOutcome(page.id, PageStatus.RETRY, page.kind, retry_after_s=backoff_s(page.attempts),
+                           error_code=error.code)
+    return PageOutcome(page.id, PageStatus.FAILED, page.kind, error_code=error.code)
 
 
 def backoff_s(attempt: int) -> float:
@@ -308,7 +371,9 @@ def _http_status(code: str) -> int | None:
 # ---- URLs ----------------------------------------------------------------------------------------------------
 
 def _new_page(url: NormalisedURL, depth: int, kind: PageKind) -> NewPage:
-    return NewPage(url.url, url.url_hash, url.domain, depth, kind)
+    """A frontier row; pages are keyed by :func:`page_key` (``/`` and ``/index.html`` are one page)."""
+    key = page_key(url) if kind in (PageKind.HTML, PageKind.ALIAS) else url.url_hash
+    return NewPage(url.url, key, url.domain, depth, kind)
 
 
 def _normalised(raw: str) -> NormalisedURL | None:

@@ -11,7 +11,8 @@ from worker.errors import ScoreError
 CRAWL_ERROR_CODES: dict[str, str] = {
     "robots_disallowed": "robots.txt of the host disallows the page for our user agent; it was not fetched",
     "out_of_scope": "a redirect led to a page outside the crawl's scope; it was not parsed",
-    "not_html": "the page's Content-Type is not HTML (the body was not read)",
+    "not_html": "the page's Content-Type is not HTML (the body was not read); such rows end as kind resource",
+    "off_site_sitemap": "robots.txt lists a sitemap on a host outside the crawl's scope; it was not read",
     "bad_sitemap": "a sitemap that is neither XML nor a text list of URLs, is malformed, or has a DTD",
     "attempts_exhausted": "claimed max_attempts times without finishing (worker crash or time limit)",
 }

@@ -64,34 +64,78 @@ def lock_job(session: Session, job_id: int) -> None:
 
 
 def add_pages(session: Session, job_id: int, pages: Sequence[NewPage], max_pages: int, max_sitemaps: int) -> list[int]:
-    """Insert the pages this job has not seen, within its limits; returns the ids of the new rows.
+    """Insert the pages this job has not seen, within its limits; returns the ids of the new (queued) rows.
 
     Call under :func:`lock_job`. ``max_pages`` bounds html rows, ``max_sitemaps`` sitemap rows.
     """
+    unique = _unknown(session, job_id, pages)
+    by_kind = select(Page.kind, func.count()).where(Page.job_id == job_id).group_by(Page.kind)
+    counts = dict(session.execute(by_kind).all())
+    room = {PageKind.HTML: max_pages - counts.get(PageKind.HTML.value, 0),
+            PageKind.SITEMAP: max_sitemaps - counts.get(PageKind.SITEMAP.value, 0)}
+    fresh: list[NewPage] = []
+    for page in unique:  # robots rows are not limited
+        left = room.get(page.kind)
+        if left is None or left > 0:
+            if left is not None:
+                room[page.kind] = left - 1
+            fresh.append(page)
+    return _insert(session, job_id, fresh, {"status": WorkStatus.QUEUED})
+
+
+def record_pages(session: Session, job_id: int, pages: Sequence[NewPage], status: WorkStatus,
+                 error_code: str | None, detail: str) -> list[int]:
+    """Rows that are finished as they are written (a sitemap on another host, an alias): never fetched, not
+    counted against the limits. Pages the job already has are left as they are. Call under :func:`lock_job`."""
+    now = utcnow()
+    values = {"status": status, "error_code": error_code, "error_detail": detail[:2000], "started_at": now,
+              "finished_at": now}
+    return _insert(session, job_id, _unknown(session, job_id, pages), values)
+
+
+def _unknown(session: Session, job_id: int, pages: Sequence[NewPage]) -> list[NewPage]:
+    """The pages of ``pages`` (first of each key) that have no row in the job yet."""
     unique = _first_of_each(pages, lambda p: p.url_hash)
     known: set[str] = set()
     for start in range(0, len(unique), CHUNK):
         hashes = [p.url_hash for p in unique[start : start + CHUNK]]
         known.update(session.scalars(select(Page.url_hash).where(Page.job_id == job_id, Page.url_hash.in_(hashes))))
-    by_kind = select(Page.kind, func.count()).where(Page.job_id == job_id).group_by(Page.kind)
-    counts = dict(session.execute(by_kind).all())
-    room = {PageKind.HTML: max_pages - counts.get(PageKind.HTML.value, 0),
-            PageKind.SITEMAP: max_sitemaps - counts.get(PageKind.SITEMAP.value, 0), PageKind.ROBOTS: len(unique)}
-    fresh: list[NewPage] = []
-    for page in unique:
-        if page.url_hash not in known and room[page.kind] > 0:
-            room[page.kind] -= 1
-            fresh.append(page)
+    return [page for page in unique if page.url_hash not in known]
+
+
+def _insert(session: Session, job_id: int, pages: Sequence[NewPage], values: dict[str, object]) -> list[int]:
     ids: list[int] = []
     now = utcnow()
-    for start in range(0, len(fresh), CHUNK):
+    for start in range(0, len(pages), CHUNK):
         rows = [{"job_id": job_id, "url": p.url, "url_hash": p.url_hash, "domain": p.domain, "depth": p.depth,
-                 "kind": p.kind.value, "status": WorkStatus.QUEUED, "attempts": 0, "images_found": 0,
-                 "queued_at": now} for p in fresh[start : start + CHUNK]]
+                 "kind": p.kind.value, "attempts": 0, "images_found": 0, "queued_at": now, **values}
+                for p in pages[start : start + CHUNK]]
         stmt = insert_for(session, Page.__table__).values(rows)
         stmt = stmt.on_conflict_do_nothing(index_elements=["job_id", "url_hash"]).returning(Page.__table__.c.id)
         ids.extend(session.scalars(stmt))
     return sorted(ids)
+
+
+def alias_queued(session: Session, job_id: int, url_hash: str, detail: str) -> int:
+    """A queued page that turned out to be another URL of a page crawled already: ``alias``, ``done``, never
+    fetched. Returns how many rows changed (0 or 1)."""
+    result = session.execute(update(Page).where(
+        Page.job_id == job_id, Page.url_hash == url_hash, Page.status == WorkStatus.QUEUED,
+        Page.kind == PageKind.HTML.value).values(kind=PageKind.ALIAS.value, status=WorkStatus.DONE,
+                                                 error_detail=detail[:2000], finished_at=utcnow()))
+    return int(result.rowcount or 0)
+
+
+def finish_resource(session: Session, page_id: int, http_status: int | None, content_type: str | None,
+                    images_found: int) -> None:
+    """A page row that was served as something other than HTML: ``resource``, ``done``, its body never read
+    (an html row no more, so it leaves room under ``max_pages``)."""
+    finish_page(session, page_id, http_status, content_type, images_found)
+    session.execute(update(Page).where(Page.id == page_id).values(kind=PageKind.RESOURCE.value))
+
+
+def page_job(session: Session, page_id: int) -> int | None:
+    return session.scalar(select(Page.job_id).where(Page.id == page_id))
 
 
 def claim_page(session: Session, page_id: int, stale_before: datetime) -> ClaimedPage | None:
@@ -285,3 +329,9 @@ def image_errors(session: Session, job_id: int) -> list[dict[str, object]]:
                            .where(JobImage.job_id == job_id, Image.status == WorkStatus.FAILED)
                            .group_by(Image.error_code).order_by(func.count().desc())).all()
     return [{"error_code": code, "images": n} for code, n in rows]
+
+
+def page_urls_with_error(session: Session, job_id: int, code: str, limit: int = 20) -> list[str]:
+    """URLs of a job's pages that ended with error ``code`` (e.g. sitemaps on another host), first found first."""
+    return list(session.scalars(select(Page.url).where(Page.job_id == job_id, Page.error_code == code)
+                                .order_by(Page.id).limit(limit)))

@@ -41,6 +41,15 @@ POLICIES: dict[PageKind, MediaPolicy] = {
 }
 
 
+class WrongMediaType(FetchError):
+    """A document served with a media type its kind refuses (an HTML link that is an image, a PDF, ...);
+    ``media`` says what it is (``None``: no Content-Type)."""
+
+    def __init__(self, code: str, media: str | None) -> None:
+        super().__init__(code, f"Content-Type {media[:60] if media else '(none)'}", transient=False)
+        self.media = media
+
+
 def media_type(header: str | None) -> str | None:
     """``text/html; charset=utf-8`` -> ``text/html``; ``None`` when absent or empty."""
     media = (header or "").split(";", 1)[0].strip().lower()
@@ -60,8 +69,7 @@ class DocumentFetcher(SafeFetcher):
             return super()._handle(response, hop)
         media = media_type(response.headers.get("Content-Type"))
         if not self.policy.accepts(media):
-            raise FetchError(self.policy.refusal, f"Content-Type {media[:60] if media else '(none)'}",
-                             transient=False)
+            raise WrongMediaType(self.policy.refusal, media)
         return _Body(self._read_body(response, hop), media, response.status)
 
 

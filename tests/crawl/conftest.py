@@ -9,8 +9,9 @@ import pytest
 import redis
 
 from tests.conftest import service_missing
+from tests.crawl.gensite import GeneratedSite, build_generated_site
 from tests.crawl.site import Site, build_site
-from tests.worker.http_server import LocalHTTPServer
+from tests.worker.http_server import LocalHTTPServer, loopback_only
 
 # Outside the range the shared ``redis_url`` fixture hands out (11-14), so another suite running at the same
 # time never flushes our queues in the middle of a crawl.
@@ -21,6 +22,13 @@ CRAWL_REDIS_URL = os.environ.get("AIDETECT_TEST_CRAWL_REDIS_URL", "redis://127.0
 def site() -> Iterator[Site]:
     with LocalHTTPServer() as server:
         yield build_site(server)
+
+
+@pytest.fixture
+def gen_site() -> Iterator[GeneratedSite]:
+    """The generated 33-page site (``tests/crawl/gensite.py``); this process's sockets stay on loopback."""
+    with loopback_only(), LocalHTTPServer() as server:
+        yield build_generated_site(server)
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ PostgreSQL and Redis with a real detect worker.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import typer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -186,12 +188,26 @@ def test_two_celery_crawl_workers_share_one_job(site: Site, pg_url: str, crawl_r
 
     wait_until(finished, timeout_s=90, what="crawl and scoring of the test site")
     assert_crawled(site, sessions, job_id, processes=len(crawlers))
+    assert_task_meta(crawl_redis_url, job_id)
     assert_polite(site, processes=len(crawlers))
     assert_scored(sessions, job_id)
     for worker in crawlers:  # both crawl workers took pages of the one job
         assert worker.log().count("Task producer.crawl_page[") >= 2, worker.log()[-3000:]
     assert EXTERNAL not in "".join(w.log() for w in crawlers)
     stop_all([*crawlers, detect])
+
+
+def assert_task_meta(redis_url: str, job_id: int) -> None:
+    """Each crawl task's result carries its job's numbers (what Flower shows); the last one has them all."""
+    client = redis.Redis.from_url(redis_url)
+    metas = [json.loads(client.get(key) or b"{}") for key in client.scan_iter("celery-task-meta-*")]
+    client.close()
+    jobs = [m["result"]["job"] for m in metas if isinstance(m.get("result"), dict) and "job" in m["result"]]
+    assert jobs and {j["job_id"] for j in jobs} == {job_id}
+    html_done = sum(1 for kind, status, _ in EXPECTED_PAGES.values() if (kind, status) == ("html", "done"))
+    assert max(j["pages_done"] for j in jobs) == html_done
+    assert max(j["images_found"] for j in jobs) == len(EXPECTED_IMAGES)
+    assert max(j["pages_total"] for j in jobs) == sum(1 for kind, _, _ in EXPECTED_PAGES.values() if kind == "html")
 
 
 def stop_all(workers: list) -> None:  # type: ignore[type-arg]

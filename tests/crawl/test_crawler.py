@@ -137,7 +137,7 @@ def test_local_loop_resumes_a_stopped_crawl(server: LocalHTTPServer, sqlite_url:
     with transaction(ctx.sessions) as session:  # the previous run died while crawling the seed
         frontier.claim_page(session, seed, stale_before=utcnow())
     summary = crawl_local(row(ctx, seed).job_id, ctx, resume=True)
-    assert summary.pages == {"done": 3, "failed": 1}  # seed, /b and robots.txt; /sitemap.xml is a 404
+    assert summary.pages == {"done": 3, "failed": 2}  # seed, /b, robots.txt; /sitemap.xml, /sitemap_index.xml: 404
     with ctx.sessions() as session:
         statuses = {p.url: p.status for p in session.scalars(select(Page))}
     assert statuses[server.url("/")] is WorkStatus.DONE and statuses[server.url("/b")] is WorkStatus.DONE

@@ -44,10 +44,11 @@ def test_predict_matches_predict_tensors(untrained_ckpt: Path) -> None:
     detector = Detector.from_checkpoint(untrained_ckpt, device="cpu")
     imgs = images()
     batch = torch.stack([detector.preprocess(img) for img in imgs])
-    assert batch.shape == (5, 3, 224, 224)
+    assert batch.shape == (5, 1, 3, 224, 224)  # one view each: the checkpoint's crop.views
     assert detector.predict_tensors(batch) == detector.predict(imgs)
+    assert detector.predict_tensors(batch[:, 0]) == detector.predict(imgs)  # NCHW means one view each
     with pytest.raises(ValueError):
-        detector.predict_tensors(batch[0])
+        detector.predict_tensors(batch[0, 0])
 
 
 def test_thresholds_make_every_label_appear(untrained_ckpt: Path, p_values: list[float]) -> None:

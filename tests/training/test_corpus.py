@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.corpus import SOURCE_COLUMNS, SourceError, SourceRow, assign_splits, build_corpus, read_sources
+from training.corpus import (
+    SOURCE_COLUMNS,
+    SourceError,
+    SourceRow,
+    assign_splits,
+    build_corpus,
+    mirror_dir,
+    read_sources,
+)
 from training.manifest import load_manifest
 
 
@@ -146,3 +154,15 @@ def test_splits_are_stable_as_the_corpus_grows_and_every_family_has_val() -> Non
     assert 3 <= sum(split == "val" for split in small.values()) <= 12  # about 20% of 30
     assert any(grown[f"o/flux{i}"] == "val" for i in range(3))  # a small family still has a val source
     assert assign_splits(_rows("real", range(3)), 0.2, val_repos=["O/real1"])["o/real1"] == "val"
+
+
+@pytest.mark.parametrize("layout", ["owner+name", "owner+name/repo", "owner+name/repo/.git"])
+def test_mirror_dir_finds_every_layout_fetch_leaves(tmp_path: Path, layout: str) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    _git("init", "-q", cwd=work)
+    target = tmp_path / "mirrors" / layout
+    target.parent.mkdir(parents=True)
+    _git("clone", "-q", "--bare", str(work), str(target), cwd=tmp_path)
+    assert mirror_dir(tmp_path / "mirrors", "owner/name") == target
+    assert mirror_dir(tmp_path / "mirrors", "owner/other") is None

@@ -3,6 +3,7 @@ teachers, soft targets and distilled student on synthetic features."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,15 @@ import torch
 
 from training.band import band_stats, choose_band
 from training.forensic import FORENSIC_DIM, forensic_features, highpass, npr_residual, radial_profile
-from training.frozen import Item, fit_student, group_folds, head_scores, out_of_fold_teachers, soft_targets
+from training.frozen import (
+    Item,
+    fit_student,
+    group_folds,
+    head_scores,
+    nested_soft_targets,
+    out_of_fold_teachers,
+    soft_targets,
+)
 from training.manifest import Sample
 
 
@@ -84,3 +93,23 @@ def test_teachers_are_out_of_fold_and_the_distilled_student_learns() -> None:
     assert isinstance(head, torch.nn.Linear) and head.out_features == 3
     scores = head_scores(head, x)
     assert scores[labels == 1].mean() > scores[labels == 0].mean() + 0.3
+
+
+def test_nested_targets_never_see_the_student_fold() -> None:
+    rng = np.random.default_rng(1)
+    items = [Item(replace(i.sample, source=f"repo{(n // 3) % 12}"), i.key, i.dataset)  # every family in every source
+             for n, i in enumerate(_items(240, 12))]
+    labels = np.array([i.sample.label for i in items])
+    x = rng.normal(size=(240, 2, 40)).astype(np.float32)
+    x[:, :, :4] += 2.0 * labels[:, None, None]
+    folds = group_folds(items, 3)
+    nested = nested_soft_targets(x, items, folds, ["flux", "midjourney"], lambda *a, **k: None)
+    assert sorted(nested) == [0, 1, 2]
+    for fold, targets in nested.items():
+        assert np.isnan(targets[folds == fold]).all() and np.isfinite(targets[folds != fold]).all()
+    # the held-out fold's pixels changed beyond recognition: the targets of the other folds stay the same
+    scrambled = x.copy()
+    scrambled[folds == 0] = rng.normal(size=scrambled[folds == 0].shape)
+    again = nested_soft_targets(scrambled, items, folds, ["flux", "midjourney"], lambda *a, **k: None)
+    assert np.allclose(again[0][folds != 0], nested[0][folds != 0])
+    assert not np.allclose(again[1][folds != 1], nested[1][folds != 1])  # fold 1's teachers did see fold 0
