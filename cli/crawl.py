@@ -140,7 +140,7 @@ def _crawl_local(config: CrawlConfig, checkpoint: Path | None, resume: int | Non
 
 def _crawl_celery(config: CrawlConfig, resume: int | None, follow: bool) -> None:
     from aidetect.celery_app import app as celery_app
-    from cli.common import open_database
+    from cli.common import open_database, require_broker
     from db.models import utcnow
     from db.session import transaction
     from producer.crawl import frontier
@@ -148,6 +148,7 @@ def _crawl_celery(config: CrawlConfig, resume: int | None, follow: bool) -> None
     from producer.crawl.dispatch import CeleryPageSender
 
     sessions = open_database()
+    require_broker(celery_app)
     if resume is not None:
         job_id = resume
         with transaction(sessions) as session:

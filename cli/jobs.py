@@ -7,9 +7,11 @@ import sys
 from typing import Any
 
 import typer
+from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from cli.common import OutputFormat, console, emit
+from cli.tables import Column, Kind, shorten_middle
 
 app = typer.Typer(no_args_is_help=False, help="Jobs and their progress: pages crawled, images scored, AI share.")
 
@@ -17,36 +19,65 @@ LIST_COLUMNS = ("job_id", "kind", "state", "created_at", "pages_crawled", "pages
                 "images_done", "images_failed", "n_ai", "ai_share", "source")
 
 
+
+def _counts(*keys: str) -> Any:
+    """A cell ``a/b/c`` of the row's ``keys`` (empty when all are zero or missing)."""
+    def value(row: Any) -> str | None:
+        numbers = [row.get(key) or 0 for key in keys]
+        return "/".join(str(n) for n in numbers) if any(numbers) else None
+    return value
+
+
+def _share(row: Any) -> str | None:
+    return None if row.get("ai_share") is None else f"{row['ai_share']:.1%}"
+
+
+# `jobs list` at the terminal's width; --wide, CSV and JSON show every one of LIST_COLUMNS.
+LIST_TABLE = (
+    Column("job_id", "job", kind=Kind.NUMBER),
+    Column("kind"),
+    Column("state"),
+    Column("images", "images\nok/fail/all", value=_counts("images_done", "images_failed", "images")),
+    Column("pages", "pages\nok/fail/todo", value=_counts("pages_crawled", "pages_failed", "pages_pending"), drop=2),
+    Column("ai_share", "AI\nshare", kind=Kind.NUMBER, value=_share, drop=1),
+    Column("source", kind=Kind.URL),
+    Column("created_at", "created", drop=3),
+)
+
+
 @app.callback(invoke_without_command=True)
 def _default(ctx: typer.Context,
              limit: int = typer.Option(20, "--limit", min=1, help="Newest jobs shown."),
-             fmt: OutputFormat = typer.Option(OutputFormat.table, "--format")) -> None:
+             fmt: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+             wide: bool = typer.Option(False, "--wide", help="Every column untruncated.")) -> None:
     """Without a command: the newest jobs (as `aidetect jobs list`)."""
     if ctx.invoked_subcommand is None:
-        list_jobs(limit=limit, fmt=fmt)
+        list_jobs(limit=limit, fmt=fmt, wide=wide)
 
 
 @app.command("list")
 def list_jobs(limit: int = typer.Option(20, "--limit", min=1, help="Newest jobs shown."),
-              fmt: OutputFormat = typer.Option(OutputFormat.table, "--format")) -> None:
+              fmt: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+              wide: bool = typer.Option(False, "--wide", help="Every column untruncated.")) -> None:
     """The newest jobs with their progress."""
     from cli.common import open_database
     from db.jobs import job_progress
 
     with open_database()() as session:
         rows = [_with_state(row) for row in job_progress(session)[:limit]]
-    emit(rows, LIST_COLUMNS, fmt, title=f"{len(rows)} jobs")
+    emit(rows, LIST_COLUMNS, fmt, title=f"{len(rows)} jobs", table=LIST_TABLE, wide=wide)
 
 
 @app.command("show")
 def show(job_id: int = typer.Argument(..., help="The job's id."),
-         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format")) -> None:
+         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+         wide: bool = typer.Option(False, "--wide", help="The source untruncated.")) -> None:
     """One job: pages crawled and failed (by kind and error), images found, scored and failed, AI share so far."""
     from cli.common import open_database
 
     with open_database()() as session:
         if fmt is OutputFormat.table:
-            print_job(session, job_id)
+            print_job(session, job_id, wide=wide)
         else:
             report = job_report(session, job_id)
             if fmt is OutputFormat.json:
@@ -73,12 +104,15 @@ def job_report(session: Session, job_id: int) -> dict[str, Any]:
             "image_errors": frontier.image_errors(session, job_id)}
 
 
-def print_job(session: Session, job_id: int) -> None:
-    """``jobs show`` as text and tables."""
+def print_job(session: Session, job_id: int, wide: bool = False) -> None:
+    """``jobs show`` as text and tables (the source shortened in the middle to the width, unless ``wide``)."""
     report = job_report(session, job_id)
     p = report["progress"]
     share = f"{p['ai_share']:.1%}" if p["ai_share"] is not None else "-"
-    console.print(f"[bold]job {p['job_id']}[/bold] ({p['kind']}, {p['state']}): {p['source']}")
+    head = f"job {p['job_id']} ({p['kind']}, {p['state']}): "
+    source = str(p["source"] or "")
+    source = source if wide else shorten_middle(source, max(20, console.width - len(head)))
+    console.print(f"[bold]{escape(head)}[/bold]{escape(source)}", highlight=False, soft_wrap=wide)
     if p["kind"] == "crawl":
         _print_crawl_pages(session, job_id)
     else:

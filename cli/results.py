@@ -7,8 +7,12 @@ from enum import StrEnum
 
 import typer
 
-from cli.common import OutputFormat, emit
+from cli.common import VERDICT_TABLE, OutputFormat, emit
+from cli.tables import Column, Kind
 from db.results import RESULT_COLUMNS, ResultFilter, query_results
+
+# The table at the terminal's width; --wide, CSV and JSON show every one of RESULT_COLUMNS.
+RESULTS_TABLE = (Column("image_id", "id", kind=Kind.NUMBER), *VERDICT_TABLE, Column("scored_at", drop=4))
 
 
 class LabelChoice(StrEnum):
@@ -33,6 +37,7 @@ def results(
     status: StatusChoice | None = typer.Option(None, "--status", help="e.g. failed, to list errors."),
     limit: int | None = typer.Option(None, "--limit", min=1),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+    wide: bool = typer.Option(False, "--wide", help="Show every column untruncated, whatever the terminal's width."),
 ) -> None:
     """List images with their latest verdict."""
     from cli.common import open_database
@@ -41,4 +46,4 @@ def results(
                        since=since, status=status.value if status else None, limit=limit)
     with open_database()() as session:
         rows = query_results(session, flt)
-    emit(rows, RESULT_COLUMNS, fmt, title=f"{len(rows)} images")
+    emit(rows, RESULT_COLUMNS, fmt, title=f"{len(rows)} images", table=RESULTS_TABLE, wide=wide)

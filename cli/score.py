@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 from tqdm import tqdm
 
-from cli.common import OutputFormat, emit, err_console
+from cli.common import VERDICT_TABLE, OutputFormat, emit, err_console
 
 if TYPE_CHECKING:
     from worker.embedded import InProcessSender, Interrupted
@@ -52,6 +52,7 @@ def score(
     rescore: bool = typer.Option(False, "--rescore", help="Score again what this model already scored."),
     keep_query: bool = typer.Option(False, "--keep-query",
                                     help="Keep tracking parameters (utm_*, fbclid, gclid, ...) in web URLs."),
+    wide: bool = typer.Option(False, "--wide", help="Show every column untruncated, whatever the terminal's width."),
 ) -> None:
     """Score images in-process (no servers) into DATABASE_URL (default ./aidetect.db)."""
     from aidetect.settings import get_settings
@@ -101,9 +102,24 @@ def score(
         rows = [
             {**row, "url": _display(row["url"])} for row in query_results(session, ResultFilter(job_id=summary.job_id))
         ]
-    emit(rows, SCORE_COLUMNS, fmt, title=f"job {summary.job_id}")
+    emit(rows, SCORE_COLUMNS, fmt, title=f"job {summary.job_id}", table=VERDICT_TABLE, wide=wide)
     if output is not None:
         out_fmt = OutputFormat.json if output.suffix.lower() == ".json" else OutputFormat.csv
         with output.open("w", encoding="utf-8", newline="") as stream:
             emit(rows, SCORE_COLUMNS, out_fmt, out=stream)
     runtime.close()
+    typer.echo(summary_line(rows, settings.database_url_plain, summary.job_id, output), err=True)
+
+
+def summary_line(rows: list[dict], database_url: str, job_id: int, output: Path | None = None) -> str:
+    """The last line of a run: what it found and where the rows are, e.g.
+    ``3 ai / 5 real / 2 uncertain / 1 failed; rows in sqlite:///aidetect.db: aidetect results --job 4``."""
+    from collections import Counter
+
+    from db.session import masked
+
+    counts = Counter(str(row["label"]) if row["status"] == "done" else row["status"] for row in rows)
+    parts = [f"{counts.pop(name, 0)} {name}" for name in ("ai", "real", "uncertain", "failed")]
+    parts += [f"{n} {name}" for name, n in sorted(counts.items()) if n]  # queued/running: not finished
+    written = f", {output}" if output is not None else ""
+    return f"{' / '.join(parts)}; rows in {masked(database_url)}{written}: aidetect results --job {job_id}"

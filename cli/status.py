@@ -19,12 +19,13 @@ from typing import Any
 import typer
 from celery import Celery
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.queues import consumers_by_queue, online_workers, read_depths
+from cli.tables import Column, Kind, render
 from db.models import Image, Model, WorkStatus
 
 FAILURE_WINDOW = timedelta(hours=1)
@@ -169,55 +170,61 @@ def collect_status(
     return report
 
 
-NUMERIC = {"waiting", "consumers", "images", "pending", "done", "failed", "pages pending", "AI", "AI share", "count"}
+def _number(key: str, header: str | None = None, drop: int = 0) -> Column:
+    return Column(key, header, kind=Kind.NUMBER, drop=drop)
 
 
-def _section(console: Console, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-             empty: str) -> None:
+QUEUE_TABLE = (Column("queue"), _number("waiting"), _number("consumers"))
+WORKER_TABLE = (Column("worker"), Column("queues", kind=Kind.TEXT))
+MODEL_TABLE = (_number("id"), Column("name"), Column("version"), Column("arch", drop=2), Column("sha256", drop=1),
+               Column("thresholds", "thresholds\nai / real"))
+JOB_TABLE = (_number("job"), Column("kind"), Column("source", kind=Kind.URL), _number("images", drop=3),
+             _number("pending"), _number("done"), _number("failed"), _number("pages pending", "pages\npending", 2),
+             _number("AI", drop=1), _number("AI share", "AI\nshare"))
+FAILURE_TABLE = (Column("error code"), _number("count"))
+
+
+def _section(console: Console, title: str, columns: Sequence[Column], rows: Sequence[Sequence[Any]],
+             empty: str, wide: bool) -> None:
     """A bold heading (never wrapped into the table's width), then the table or ``empty``."""
     console.print(f"[bold]{title}[/]", highlight=False)
     if not rows:
         console.print(f"  {empty}", style="dim", highlight=False)
         return
-    table = Table()
-    for column in columns:
-        table.add_column(column, justify="right" if column in NUMERIC else "left")
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
+    render(console, [dict(zip((c.key for c in columns), row, strict=True)) for row in rows], columns, wide=wide)
 
 
 def _share(value: float | None) -> str | None:
     return None if value is None else f"{value:.1%}"
 
 
-def render_table(report: StatusReport, console: Console) -> None:
-    """Print the report as rich tables, one section per source."""
+def render_table(report: StatusReport, console: Console, wide: bool = False) -> None:
+    """Print the report as tables fitted to the console's width (``wide``: untruncated), one section per source."""
     unacked = "" if report.unacked is None else f" ({report.unacked} delivered, not yet acknowledged)"
-    _section(console, f"Queues{unacked}", ["queue", "waiting", "consumers"],
-             [(q["name"], q["messages"], q["consumers"]) for q in report.queues], "no data")
-    _section(console, "Workers online", ["worker", "queues"],
-             [(w["name"], ", ".join(w["queues"])) for w in report.workers], "no worker answered")
+    _section(console, f"Queues{unacked}", QUEUE_TABLE,
+             [(q["name"], q["messages"], q["consumers"]) for q in report.queues], "no data", wide)
+    _section(console, "Workers online", WORKER_TABLE,
+             [(w["name"], ", ".join(w["queues"])) for w in report.workers], "no worker answered", wide)
     model = report.active_model
-    _section(console, "Active model", ["id", "name", "version", "arch", "sha256", "thresholds (ai / real)"],
+    _section(console, "Active model", MODEL_TABLE,
              [(model["id"], model["name"], model["version"], model["arch"], model["sha256"][:12],
                f"{model['threshold_ai']:.3f} / {model['threshold_real']:.3f}")] if model else [],
-             "no active model")
-    _section(console, "Jobs in progress",
-             ["job", "kind", "source", "images", "pending", "done", "failed", "pages pending", "AI", "AI share"],
+             "no active model", wide)
+    _section(console, "Jobs in progress", JOB_TABLE,
              [(j["job_id"], j["kind"], j["source"], j["images"], j["images_pending"], j["images_done"],
                j["images_failed"], j["pages_pending"], j["n_ai"], _share(j["ai_share"])) for j in report.jobs],
-             "none")
-    _section(console, "Failures in the last hour", ["error code", "count"],
-             list(report.failures_last_hour.items()), "none")
+             "none", wide)
+    _section(console, "Failures in the last hour", FAILURE_TABLE,
+             list(report.failures_last_hour.items()), "none", wide)
     for source, message in report.errors.items():
-        console.print(f"[bold red]{source} unavailable:[/] {message}", highlight=False)
+        console.print(f"[bold red]{source} unavailable:[/] {escape(message)}", highlight=False)
 
 
 def status(
     output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", "-f", help="table or json."),
     timeout: float = typer.Option(1.0, "--timeout", min=0.1, help="Seconds to wait for the broker and workers."),
     jobs: int = typer.Option(20, "--jobs", min=1, help="Show at most this many jobs in progress."),
+    wide: bool = typer.Option(False, "--wide", help="Every column untruncated, whatever the terminal's width."),
 ) -> None:
     """Queues and their depths, workers online, the active model, jobs in progress, failures of the last hour."""
     from aidetect.celery_app import app
@@ -232,6 +239,6 @@ def status(
     if output_format is OutputFormat.JSON:
         typer.echo(json.dumps(report.to_dict(), default=str, indent=2))
     else:
-        render_table(report, Console())
+        render_table(report, Console(), wide=wide)
     if report.errors:
         raise typer.Exit(1)
