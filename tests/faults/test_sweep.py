@@ -53,7 +53,7 @@ class Sweeper:
 
 def test_the_deadlines_are_checked_and_the_period_follows_the_deadline() -> None:
     assert timing_problems(Settings()) == []
-    assert sweep_period_s(Settings()) == 300.0 and sweep_period_s(Settings(stuck_after_s=10)) == 2.5
+    assert sweep_period_s(Settings()) == 60.0 and sweep_period_s(Settings(stuck_after_s=10)) == 2.5
     assert sweep_period_s(Settings(stuck_after_s=2)) == 1.0
     problems = timing_problems(Settings(task_time_limit_s=600, stuck_after_s=600))
     assert len(problems) == 1 and "must exceed AIDETECT_TASK_TIME_LIMIT_S" in problems[0]
