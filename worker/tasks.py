@@ -76,7 +76,9 @@ def _isolate_interrupted(ids: list[int], sessions) -> tuple[list[int], int]:  # 
     return [i for i in ids if i not in chosen], len(suspects)
 
 
-@app.task(name=SWEEP_TASK)
+# Acknowledged on receipt: a lost sweep is replaced by the next one, and a sweep never counts its own message
+# among the broker's unacknowledged ones.
+@app.task(name=SWEEP_TASK, acks_late=False)
 def sweep_stuck() -> dict:
     """Beat's sweep (queue ``control``): re-send rows whose message is gone; see :mod:`worker.sweep`."""
     return sweep(get_runtime().sessions, app, get_settings()).as_dict()
