@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServiceEnv, wait_until
-from tests.faults.conftest import Gate, RedisServer, serve_images
+from tests.faults.conftest import Gate, RedisServer, fast_env, serve_images
+from tests.worker.http_server import Reply, png_bytes, send_reply
 
 IMAGES = 160
 RECOVERY_BOUND_S = 300  # issue 17: every row done within 5 minutes of Redis coming back empty
@@ -44,3 +45,36 @@ def test_every_row_is_done_within_minutes_of_redis_coming_back_empty(
     assert elapsed <= RECOVERY_BOUND_S
     assert worker.process.poll() is None, worker.log()[-3000:]  # the worker survived the broker
     assert "queued without a message in the broker" in worker.log()
+
+
+def test_a_worker_survives_redis_dying_under_its_delayed_retries(
+        server, own_redis: RedisServer, pg_url: str, checkpoint_dir: Path, start_worker, ledger_factory,
+        producer_factory) -> None:
+    calls = {"n": 0}
+    image = png_bytes(9, 9, (4, 5, 6))
+
+    def flaky(req) -> None:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        reply = Reply(503, {"Content-Type": "text/plain"}, b"busy") if calls["n"] <= 4 else \
+            Reply(200, {"Content-Type": "image/png"}, image)
+        send_reply(req, reply)
+
+    server.route("/flaky.png", flaky)
+    urls = [server.url(f"/flaky.png?i={i}") for i in range(4)]
+    env = ServiceEnv(pg_url, own_redis.url, checkpoint_dir).environ(**fast_env(AIDETECT_STUCK_AFTER_S="3600"))
+    ledger = ledger_factory(pg_url)
+    worker = start_worker("worker", "detect", env, concurrency=2, wait=False)
+    worker.wait_ready(timeout_s=240)
+    producer = producer_factory(pg_url, own_redis.url)
+
+    producer.enqueue(urls, batch_size=1)  # four 503s: four delayed retries (10 s) the worker holds unacknowledged
+    wait_until(lambda: worker.log().count("ETA:") >= 4, timeout_s=60, what="four delayed retries held")
+    own_redis.kill()
+    time.sleep(3)
+    own_redis.start()  # empty: the worker restores the retries it holds, or runs them when their time comes
+    wait_until(lambda: ledger.final() == len(urls) or worker.process.poll() is not None, timeout_s=120,
+               interval_s=0.5, what="every row final")
+    time.sleep(2)
+    assert worker.process.poll() is None, worker.log()[-4000:]
+    assert "Unrecoverable error" not in worker.log()
+    ledger.assert_exactly_once(urls)
