@@ -68,7 +68,8 @@ def test_a_worker_survives_redis_dying_under_its_delayed_retries(
     producer = producer_factory(pg_url, own_redis.url)
 
     producer.enqueue(urls, batch_size=1)  # four 503s: four delayed retries (10 s) the worker holds unacknowledged
-    wait_until(lambda: worker.log().count("ETA:") >= 4, timeout_s=60, what="four delayed retries held")
+    wait_until(lambda: calls["n"] >= 4, timeout_s=60, what="four 503 answers")
+    time.sleep(1.5)  # the four retries (countdown 10 s) are now in the worker's hands, unacknowledged
     own_redis.kill()
     time.sleep(3)
     own_redis.start()  # empty: the worker restores the retries it holds, or runs them when their time comes
