@@ -28,7 +28,8 @@ def test_every_row_is_done_within_minutes_of_redis_coming_back_empty(
     urls = [server.url("/held.png"), *serve_images(server, IMAGES - 1, prefix="lost")]
     env = ServiceEnv(pg_url, own_redis.url, checkpoint_dir).environ(AIDETECT_CONNECT_TIMEOUT_S="2")  # defaults
     ledger = ledger_factory(pg_url)
-    worker = start_worker("worker", "detect", env)
+    worker = start_worker("worker", "detect", env, wait=False)
+    worker.wait_ready(timeout_s=240)  # 2 shared cores under load: a worker start has taken 4 minutes
     start_beat(env)
     producer = producer_factory(pg_url, own_redis.url)
 
