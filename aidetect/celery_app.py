@@ -12,11 +12,15 @@ import logging
 from celery import Celery
 from kombu import Queue
 
+from aidetect.broker import TRANSPORT as REDIS_TRANSPORT
 from aidetect.settings import Settings, get_settings
 
 DETECT_QUEUE = "detect"
 TRAINING_QUEUE = "training"
 CRAWL_QUEUE = "crawl"
+# The sweep's own queue: every detect worker consumes it besides ``detect`` (worker/celery.py adds it to
+# whatever -Q names), so a sweep never waits behind a detect backlog.
+CONTROL_QUEUE = "control"
 
 DETECT_TASK = "worker.detect_batch"
 SWEEP_TASK = "worker.sweep_stuck"
@@ -34,11 +38,13 @@ log = logging.getLogger(__name__)
 # long before Redis restores its message (which then finds the rows done and does nothing).
 VISIBILITY_TIMEOUT_S = 6 * 3600
 MAX_RETRY_COUNTDOWN_S = 600  # worker.tasks.backoff_s caps every delayed retry here
-SWEEP_PERIOD_MAX_S = 300.0
+# The sweep also re-sends at once what the broker lost (fewer messages than queued rows, see worker/sweep.py),
+# so it runs at least this often: after Redis comes back empty, the lost rows go out within one period.
+SWEEP_PERIOD_MAX_S = 60.0
 
 
 def sweep_period_s(settings: Settings) -> float:
-    """How often beat sends the sweep: a quarter of the deadline, at most every 5 minutes, at least every second."""
+    """How often beat sends the sweep: a quarter of the deadline, at most every minute, at least every second."""
     return max(1.0, min(SWEEP_PERIOD_MAX_S, settings.stuck_after_s / 4))
 
 
@@ -63,6 +69,8 @@ def make_app(settings: Settings | None = None) -> Celery:
     for problem in timing_problems(settings):
         log.warning("inconsistent deadlines: %s", problem)
     celery = Celery("aidetect", broker=settings.redis_url_plain, backend=settings.redis_url_plain)
+    if settings.redis_url_plain.startswith("redis://"):  # rediss:// keeps kombu's own (TLS options by scheme)
+        celery.conf.broker_transport = REDIS_TRANSPORT
     celery.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -79,8 +87,9 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         task_default_queue=DETECT_QUEUE,
-        task_queues=[Queue(DETECT_QUEUE), Queue(TRAINING_QUEUE), Queue(CRAWL_QUEUE)],
+        task_queues=[Queue(DETECT_QUEUE), Queue(CONTROL_QUEUE), Queue(TRAINING_QUEUE), Queue(CRAWL_QUEUE)],
         task_routes={
+            SWEEP_TASK: {"queue": CONTROL_QUEUE},
             "worker.*": {"queue": DETECT_QUEUE},
             "training.*": {"queue": TRAINING_QUEUE},
             "producer.*": {"queue": CRAWL_QUEUE},
@@ -88,7 +97,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_max_memory_per_child=4 * 1024 * 1024,  # KiB: recycle a worker process past 4 GiB
         beat_schedule={
             "sweep-stuck-images": {"task": SWEEP_TASK, "schedule": sweep_period_s(settings),
-                                   "options": {"queue": DETECT_QUEUE, "expires": sweep_period_s(settings)}},
+                                   "options": {"queue": CONTROL_QUEUE, "expires": sweep_period_s(settings)}},
         },
     )
     return celery

@@ -29,6 +29,7 @@ def _mount() -> None:
         results,
         score,
         status,
+        sweep,
         train,
     )
 
@@ -38,6 +39,7 @@ def _mount() -> None:
     app.command("results")(results.results)
     app.command("label")(labels.label)
     app.command("status")(status.status)
+    app.command("sweep")(sweep.sweep)
     app.add_typer(jobs.app, name="jobs", help="Jobs and their progress.")
     app.add_typer(db_cmd.app, name="db", help="Database migrations.")
     app.add_typer(train.app, name="train", help="Train teachers and distil the student (training queue or --local).")

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Image, JobImage, Verdict, WorkStatus, utcnow
@@ -238,6 +238,25 @@ def find_stuck_rows(session: Session, older_than: timedelta, limit: int = 10_000
     for image_id, status in session.execute(stmt):
         (stuck.running if status == WorkStatus.RUNNING else stuck.queued).append(image_id)
     return stuck
+
+
+def count_queued(session: Session) -> int:
+    """Rows waiting for a worker (``queued``), whatever their age."""
+    return int(session.scalar(select(func.count()).select_from(Image).where(Image.status == WorkStatus.QUEUED)) or 0)
+
+
+def oldest_queued(session: Session, older_than: timedelta, limit: int, now: datetime | None = None) -> list[int]:
+    """Ids of the ``limit`` rows queued longest, among those queued more than ``older_than`` ago."""
+    if limit <= 0:
+        return []
+    deadline = (now or utcnow()) - older_than
+    stmt = (
+        select(Image.id)
+        .where(Image.status == WorkStatus.QUEUED, Image.queued_at < deadline)
+        .order_by(Image.queued_at, Image.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
 
 
 def find_stuck(session: Session, older_than: timedelta, limit: int = 10_000, now: datetime | None = None) -> list[int]:

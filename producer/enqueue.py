@@ -148,24 +148,28 @@ def _flush(
 ) -> None:
     if not items:
         return
+    _wait_for_room(sender, options)  # before the rows exist: a committed row never waits long for its message
     with transaction(sessions) as session:
         result = image_repo.queue_images(session, job.id_in(session), items, model_id, rescore=options.rescore,
                                          adopt_pending=options.adopt_pending)
     summary.already_scored += result.already_scored
     summary.already_pending += result.already_pending
     summary.resumed += result.resumed
-    summary.messages += send_in_batches(sender, result.to_send, options)
+    summary.messages += send_in_batches(sender, result.to_send, options, backpressure=False)
     summary.accepted += len(result.to_send)
     if on_progress:
         on_progress(len(items))
 
 
-def send_in_batches(sender: BatchSender, image_ids: Sequence[int], options: EnqueueOptions) -> int:
+def send_in_batches(sender: BatchSender, image_ids: Sequence[int], options: EnqueueOptions,
+                    backpressure: bool = True) -> int:
     """Send committed ``queued`` ids in messages of ``options.batch_size``, with backpressure before each
-    message; returns the number of messages (the crawler sends what it finds through here too)."""
+    message unless the caller waited already; returns the number of messages (the crawler sends what it
+    finds through here too)."""
     messages = 0
     for start in range(0, len(image_ids), options.batch_size):
-        _wait_for_room(sender, options)
+        if backpressure:
+            _wait_for_room(sender, options)
         sender.send(image_ids[start : start + options.batch_size])
         messages += 1
     return messages

@@ -7,32 +7,27 @@ How a batch survives faults (docs/reliability.md has the whole table):
 * A redelivered batch whose rows were left unfinished by an earlier claim is split: the suspects go out one
   per message, so a poison image only takes itself down, and ``attempts_exhausted`` (counted in the rows,
   see ``score_batch``) ends its loop after ``AIDETECT_MAX_ATTEMPTS`` claims.
-* A whole worker killed, or messages lost with Redis: the rows stay ``running``/``queued`` and the sweep
-  sends them again after ``AIDETECT_STUCK_AFTER_S``.
+* A whole worker killed: its rows stay ``running`` and the sweep sends them again after ``AIDETECT_STUCK_AFTER_S``.
+* Messages lost with Redis: the sweep sees fewer messages than ``queued`` rows and sends the shortfall at once
+  (``worker/sweep.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
-from amqp.exceptions import ChannelError as AmqpChannelError
 from celery import signals
-from kombu.exceptions import ChannelError as KombuChannelError
 from sqlalchemy.exc import OperationalError
 
-from aidetect.celery_app import DETECT_QUEUE, DETECT_TASK, MAX_RETRY_COUNTDOWN_S, SWEEP_TASK, app
+from aidetect.celery_app import CONTROL_QUEUE, DETECT_QUEUE, DETECT_TASK, MAX_RETRY_COUNTDOWN_S, SWEEP_TASK, app
 from aidetect.settings import get_settings
-from db.images import find_stuck_rows, interrupted, touch_queued
+from db.images import interrupted
 from db.session import transaction
 from worker.pipeline import score_batch
 from worker.runtime import get_runtime
+from worker.sweep import sweep
 
 log = logging.getLogger(__name__)
-
-# With messages still waiting in the detect queue, a row queued past the deadline may simply not have
-# been reached yet; it is re-sent only when this many deadlines have passed (or once the queue is empty).
-OVERDUE_IN_BACKLOG = 4
 
 
 def backoff_s(attempt: int) -> int:
@@ -81,43 +76,18 @@ def _isolate_interrupted(ids: list[int], sessions) -> tuple[list[int], int]:  # 
     return [i for i in ids if i not in chosen], len(suspects)
 
 
-def queue_depth(queue: str = DETECT_QUEUE) -> int:
-    """Messages waiting in ``queue`` (0 when Redis holds no key for it)."""
-    with app.connection_for_read() as connection:
-        try:
-            _, count, _ = connection.default_channel.queue_declare(queue=queue, passive=True)
-        except (AmqpChannelError, KombuChannelError):
-            return 0
-    return int(count)
-
-
-@app.task(name=SWEEP_TASK)
+# Acknowledged on receipt: a lost sweep is replaced by the next one, and a sweep never counts its own message
+# among the broker's unacknowledged ones.
+@app.task(name=SWEEP_TASK, acks_late=False)
 def sweep_stuck() -> dict:
-    """Re-send rows left queued or running past the deadline (lost messages, dead workers).
+    """Beat's sweep (queue ``control``): re-send rows whose message is gone; see :mod:`worker.sweep`."""
+    return sweep(get_runtime().sessions, app, get_settings()).as_dict()
 
-    Rows ``running`` past the deadline are re-sent at once: their task outlived its time limit, so its
-    worker is gone. Rows ``queued`` past it are re-sent when the detect queue is empty (their message is
-    not waiting any more) or when they are ``OVERDUE_IN_BACKLOG`` deadlines late, so a long backlog is not
-    doubled by the sweep. Messages go out before the rows' clocks restart, in one transaction: if sending
-    fails, nothing is touched and the next sweep tries again.
-    """
-    settings = get_settings()
-    runtime = get_runtime()
-    deadline = timedelta(seconds=settings.stuck_after_s)
-    depth = queue_depth()
-    with transaction(runtime.sessions) as session:
-        stuck = find_stuck_rows(session, deadline)
-        queued = stuck.queued
-        if depth > 0 and queued:
-            queued = find_stuck_rows(session, deadline * OVERDUE_IN_BACKLOG).queued
-        ids = sorted(stuck.running + queued)
-        for start in range(0, len(ids), settings.batch_size):
-            app.send_task(DETECT_TASK, args=[ids[start : start + settings.batch_size]], queue=DETECT_QUEUE,
-                          ignore_result=True)
-        touch_queued(session, ids)
-    held_back = len(stuck.queued) - len(queued)
-    if ids or held_back:
-        log.warning("sweep re-sent %d stuck images (%d running, %d queued); %d queued ones wait behind %d messages",
-                    len(ids), len(stuck.running), len(queued), held_back, depth)
-    return {"resent": len(ids), "running": len(stuck.running), "queued": len(queued), "held_back": held_back,
-            "queue_depth": depth}
+
+@signals.celeryd_after_setup.connect
+def _consume_control_queue(instance, **_: object) -> None:  # type: ignore[no-untyped-def]
+    """Every detect worker also consumes ``control``, whatever ``-Q`` names, so the sweep never waits behind
+    a detect backlog (the Redis transport takes from its queues in turn)."""
+    queues = instance.app.amqp.queues
+    if DETECT_QUEUE in queues.consume_from and CONTROL_QUEUE not in queues.consume_from:
+        queues.select_add(CONTROL_QUEUE)

@@ -53,7 +53,7 @@ class Sweeper:
 
 def test_the_deadlines_are_checked_and_the_period_follows_the_deadline() -> None:
     assert timing_problems(Settings()) == []
-    assert sweep_period_s(Settings()) == 300.0 and sweep_period_s(Settings(stuck_after_s=10)) == 2.5
+    assert sweep_period_s(Settings()) == 60.0 and sweep_period_s(Settings(stuck_after_s=10)) == 2.5
     assert sweep_period_s(Settings(stuck_after_s=2)) == 1.0
     problems = timing_problems(Settings(task_time_limit_s=600, stuck_after_s=600))
     assert len(problems) == 1 and "must exceed AIDETECT_TASK_TIME_LIMIT_S" in problems[0]
@@ -74,7 +74,7 @@ def test_the_sweep_resends_the_dead_and_the_lost_but_does_not_double_a_backlog(
         now = utcnow()
         # deadline 120 s (each sweep below runs in a fresh interpreter, which takes a few seconds to start)
         ages = {"queued-late": 200, "queued-late-2": 200, "queued-late-3": 200, "queued-overdue": 600,
-                "queued-overdue-2": 600, "queued-fresh": 0}
+                "queued-overdue-2": 600, "queued-fresh": -300}  # "just now" for sweeps that start minutes later
         for name, age in ages.items():
             session.execute(update(Image).where(Image.id == row[name]).values(queued_at=now - timedelta(seconds=age)))
         for name in ("running-dead", "running-dead-2"):
@@ -124,3 +124,44 @@ def test_the_sweep_resends_the_dead_and_the_lost_but_does_not_double_a_backlog(
     finally:
         sweeper.close()
         client.close()
+
+
+def _queued_rows(sessions, count: int, age_s: float) -> list[int]:  # type: ignore[no-untyped-def]
+    with transaction(sessions) as session:
+        job = create_job(session, "enqueue", "test")
+        urls = [normalise_url(f"http://lost.example/{age_s}/{i}.png") for i in range(count)]
+        ids = image_repo.queue_images(session, job.id, [image_repo.NewImage(u.url, u.url_hash, u.domain)
+                                                        for u in urls], active_model_id=None).to_send
+        session.execute(update(Image).where(Image.id.in_(ids)).values(queued_at=utcnow() - timedelta(seconds=age_s)))
+    return ids
+
+
+def test_what_the_broker_lost_is_resent_at_once_and_a_bad_batch_size_is_not_trusted(
+        pg_url: str, broker_url: str) -> None:
+    from aidetect.celery_app import make_app
+    from worker.sweep import LOSS_GRACE, sweep
+
+    sessions = make_session_factory(make_engine(pg_url))
+    settings = Settings(redis_url=broker_url, stuck_after_s=1800, batch_size=4)
+    app = make_app(settings)
+    client = redis.Redis.from_url(broker_url)
+    old = _queued_rows(sessions, 10, age_s=120)  # queued 2 minutes ago, far from the 30-minute deadline
+    fresh = _queued_rows(sessions, 3, age_s=0)  # their messages may still be on the way
+    try:
+        for _ in range(4):  # four messages of up to 4 ids can carry 16 rows: nothing is missing
+            client.lpush(DETECT_QUEUE, b"{}")
+        report = sweep(sessions, app, settings)
+        assert (report.resent, report.lost, report.queue_depth, report.unacked) == (0, 0, 4, 0)
+
+        client.delete(DETECT_QUEUE)
+        client.lpush(DETECT_QUEUE, b"{}")  # Redis came back with one message: 13 rows, room for 4
+        bad = settings.model_copy(update={"batch_size": -5})  # a negative step would send nothing, or loop
+        report = sweep(sessions, app, bad)
+        sent = [json.loads(m) for m in client.lrange(DETECT_QUEUE, 0, -1) if m != b"{}"]
+        resent = [i for m in sent for i in json.loads(base64.b64decode(m["body"]))[0][0]]
+        assert report.lost == len(old)  # 12 missing; the 3 within LOSS_GRACE may still get their message
+        assert sorted(resent) == old and len(sent) == len(old)  # one id per message: the step was taken as 1
+        assert not set(resent) & set(fresh) and LOSS_GRACE.total_seconds() >= 10
+    finally:
+        client.close()
+        app.close()

@@ -1,5 +1,6 @@
-"""Run in a child process by tests/hostile/test_hostile_batch.py: decode or score large-raster PNGs, print JSON with
-the peak RSS growth (``ru_maxrss`` minus the RSS before the work), so one test's memory is not another's.
+"""Run in a fresh child process by tests/hostile/test_hostile_batch.py: decode or score large-raster PNGs, print JSON
+with the peak RSS growth (the high-water mark, reset before the work, minus the RSS then) and the process's peak
+RSS, so no other test's memory (nor the pytest parent's) is counted.
 
     python -m tests.hostile.memory_child decode 16|rgba
     python -m tests.hostile.memory_child batch CHECKPOINT DB_URL URL...
@@ -7,6 +8,7 @@ the peak RSS growth (``ru_maxrss`` minus the RSS before the work), so one test's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import struct
@@ -43,8 +45,23 @@ def rss_mib() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def start_peak() -> float:
+    """Reset this process's RSS high-water mark (Linux ``clear_refs``) and return the RSS now, in MiB.
+
+    ``ru_maxrss`` would not do: Linux carries the parent's high-water mark across ``exec``, so a child of a
+    pytest process that grew over the suite reported that growth as its own.
+    """
+    with contextlib.suppress(OSError):
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    return rss_mib()
+
+
 def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own RSS high-water mark (``VmHWM``: kept per address space, so new at ``exec``)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def decode(kind: str) -> dict:
@@ -53,7 +70,7 @@ def decode(kind: str) -> dict:
 
     data = grey16() if kind == "16" else rgba8()
     target = None if kind == "16" else 1024  # the worker path: the default crop policy allows draft/reduce
-    before = rss_mib()
+    before = start_peak()
     tracemalloc.start()  # numpy's arrays; the RSS high-water mark counts Pillow's rasters too
     try:
         img = decode_within_budget(data, process_budget(1024), 64_000_000, target_short_side=target)
@@ -61,7 +78,7 @@ def decode(kind: str) -> dict:
     except DecodeError as exc:
         outcome = "refused:" + exc.code
     return {"wire": len(data), "outcome": outcome, "traced_mib": tracemalloc.get_traced_memory()[1] / 2**20,
-            "rss_growth_mib": peak_mib() - before}
+            "rss_growth_mib": peak_mib() - before, "peak_rss_mib": peak_mib()}
 
 
 def batch(checkpoint: str, db_url: str, urls: list[str]) -> dict:
@@ -81,11 +98,12 @@ def batch(checkpoint: str, db_url: str, urls: list[str]) -> dict:
         job = create_job(session, "enqueue", "memory")
         items = [image_repo.NewImage(n.url, n.url_hash, n.domain) for n in map(normalise_url, urls)]
         ids = image_repo.queue_images(session, job.id, items, active_model_id=None).to_send
-    before = rss_mib()
+    before = start_peak()
     outcome = score_batch(ids, ctx)
     from detector.decode_budget import process_budget
 
     return {"done": len(outcome.done), "failed": len(outcome.failed), "rss_growth_mib": peak_mib() - before,
+            "peak_rss_mib": peak_mib(),
             "budget_peak_mib": process_budget(700).peak / 2**20}
 
 

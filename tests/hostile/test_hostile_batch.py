@@ -125,7 +125,6 @@ def memory_child(*args: str) -> dict:
     return result
 
 
-@pytest.mark.xfail(strict=False, reason="RSS bound fails after the rest of the suite (passes alone)")
 def test_a_16_bit_bomb_within_the_pixel_limit_decodes_in_bounded_memory() -> None:
     result = memory_child("decode", "16")
     assert result["wire"] < 200_000
@@ -135,7 +134,6 @@ def test_a_16_bit_bomb_within_the_pixel_limit_decodes_in_bounded_memory() -> Non
     assert result["rss_growth_mib"] < 900, result  # was 2.4 GB RSS (float64 arrays)
 
 
-@pytest.mark.xfail(strict=False, reason="RSS bound fails after the rest of the suite (passes alone)")
 def test_an_8_bit_rgba_bomb_within_the_pixel_limit_decodes_in_bounded_memory() -> None:
     result = memory_child("decode", "rgba")
     assert result["wire"] < 300_000
@@ -143,7 +141,6 @@ def test_an_8_bit_rgba_bomb_within_the_pixel_limit_decodes_in_bounded_memory() -
     assert result["rss_growth_mib"] < 600, result  # was 1.8 GB RSS; the decoded raster alone is 244 MiB
 
 
-@pytest.mark.xfail(strict=False, reason="RSS bound fails after the rest of the suite (passes alone)")
 def test_four_rgba_bombs_in_one_batch_stay_within_the_decode_budget(server: LocalHTTPServer,
                                                                     sqlite_url: str, checkpoint_dir: Path) -> None:
     """Four threads would decode them at once; each needs ~490 MiB, so the 700 MiB budget lets one through at a
