@@ -86,6 +86,12 @@ def load_detector(path: CheckpointPath = None, device: str | None = None, backen
     if name == "auto":
         name = auto_backend(device)
         log.info("backend auto: %s on device %s", name, device)
+        if name == "onnx":
+            try:
+                return _load_onnx(path, device)
+            except ImportError as exc:  # e.g. no `onnx` package for the first export: torch still works
+                log.warning("backend auto: ONNX Runtime unusable (%s); using torch", exc)
+                return _load_torch(path, device)
     if name not in BACKENDS:
         raise DetectorError(f"unknown backend {name!r}; choose one of {['auto', *sorted(BACKENDS)]}")
     return BACKENDS[name](path, device)

@@ -34,7 +34,8 @@ INPUT_NAME = "pixels"  # as detector.onnx_export writes them
 OUTPUT_NAME = "logits"
 EXPORT_VERSION = 1  # bump when the export itself changes, so cached files are not reused
 EXPORT_TIMEOUT_S = 600
-_CHECKPOINT_EXIT = 3  # detector.onnx_export.CHECKPOINT_EXIT (that module imports torch)
+_CHECKPOINT_EXIT = 3  # detector.onnx_export.CHECKPOINT_EXIT and IMPORT_EXIT (that module imports torch)
+_IMPORT_EXIT = 4
 
 
 def onnx_cache_dir() -> Path:
@@ -60,6 +61,8 @@ def export(directory: Path, target: Path, in_process: bool | None = None) -> Pat
     if done.returncode != 0 or not target.is_file():
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         message = lines[-1] if lines else f"exporting {directory} to ONNX failed (exit status {done.returncode})"
+        if done.returncode == _IMPORT_EXIT:
+            raise ImportError(message)
         raise (CheckpointError if done.returncode == _CHECKPOINT_EXIT else DetectorError)(message)
     return target
 

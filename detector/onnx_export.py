@@ -2,7 +2,8 @@
 
 ``python -m detector.onnx_export CHECKPOINT_DIR TARGET.onnx`` is how :mod:`detector.onnx_backend` exports in a
 child process when torch is not loaded in the worker, so that the worker itself never imports torch. It prints
-one line and exits 3 when the checkpoint itself is at fault (CheckpointError), 2 for anything else.
+one line and exits 3 when the checkpoint itself is at fault (CheckpointError), 4 when a package is missing
+(ImportError), 2 for anything else.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ OPSET = 17
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
 CHECKPOINT_EXIT = 3  # the exit status of the command line when the checkpoint is at fault
+IMPORT_EXIT = 4  # ... when a package the export needs (onnx) is missing
 
 
 def export_onnx(model: DetectorNet, config: ModelConfig, target: Path) -> Path:
@@ -73,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(one_line(str(exc)), file=sys.stderr)
         return CHECKPOINT_EXIT
-    except (DetectorError, ImportError, OSError) as exc:
+    except ImportError as exc:
+        print(one_line(f"cannot export {args[0]} to ONNX: {exc}"), file=sys.stderr)
+        return IMPORT_EXIT
+    except (DetectorError, OSError) as exc:
         print(one_line(f"cannot export {args[0]} to ONNX: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 2
     return 0
