@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "test,hub,train,onnx,crawl,metrics,provenance,flower,generate"
+# shellcheck source=/dev/null  # made by python3 -m venv
 . .venv/bin/activate
 ruff check .
 python -m pytest "$@"
