@@ -116,7 +116,7 @@ build_image() {  # build_image TAG DOCKERFILE CONTEXT [build args...]
     if [ "$(builder)" = buildkit ]; then
         docker buildx build --load -t "$tag" -f "$dockerfile" "$@" "$context"
     else
-        buildah build --layers --pull=never -t "$tag" -f "$dockerfile" "$@" "$context"
+        buildah build --layers --pull=never --format docker -t "$tag" -f "$dockerfile" "$@" "$context"
         buildah push "$tag" "docker-daemon:$tag"
     fi
 }
