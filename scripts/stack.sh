@@ -116,8 +116,15 @@ build_image() {  # build_image TAG DOCKERFILE CONTEXT [build args...]
     if [ "$(builder)" = buildkit ]; then
         docker buildx build --load -t "$tag" -f "$dockerfile" "$@" "$context"
     else
+        # docker format: OCI images drop HEALTHCHECK.
         buildah build --layers --pull=never --format docker -t "$tag" -f "$dockerfile" "$@" "$context"
-        buildah push "$tag" "docker-daemon:$tag"
+        local built
+        built="sha256:$(buildah inspect --type image --format '{{.FromImageID}}' "$tag")"
+        if [ "$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null)" = "$built" ]; then
+            echo "$tag: the engine has this build already"
+        else
+            buildah push "$tag" "docker-daemon:$tag"
+        fi
     fi
 }
 
