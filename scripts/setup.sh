@@ -27,6 +27,7 @@ printf 'setup: creating .venv ... '
 python3 -m venv .venv
 : >"$log"
 echo ok
+# shellcheck source=/dev/null  # made by python3 -m venv
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 step "upgrading pip" python -m pip install -q --upgrade pip

@@ -10,6 +10,7 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium chromium-driver
 fi
 bash scripts/setup.sh "test,hub,train,onnx,crawl,metrics,provenance,flower,generate"
+# shellcheck source=/dev/null  # made by python3 -m venv
 . .venv/bin/activate
 ruff check .
 python -m pytest "$@"
