@@ -80,7 +80,7 @@ class BaseDetector:
 
     def preprocess_array(self, img: Image.Image) -> np.ndarray:
         """The normalised ``(views, C, H, W)`` float32 crops this detector scores for ``img``: the checkpoint's
-        crop policy gives the centre crop, then ``crop.views - 1`` native-resolution crops towards the corners."""
+        crop policy gives the centre crop, then ``crop.views - 1`` native-resolution crops at fixed positions."""
         return np.stack([to_array(view, self._config) for view in prepare_views(img, self._config.crop)])
 
     def logits_array(self, batch: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 
 FAMILIES: tuple[str, ...] = ("midjourney", "stable_diffusion", "sd_finetune")
 POOLINGS: tuple[str, ...] = ("final", "multiscale")
-MAX_VIEWS = 9  # the centre and eight positions towards the corners and edges
+MAX_VIEWS = 9  # the centre, four quarter points and four corners
 
 
 def _check(condition: bool, message: str) -> None:
@@ -32,7 +32,7 @@ class CropPolicy:
     ``size`` are upscaled minimally, then a crop is taken at native resolution.
     ``allow_draft`` lets JPEG decoding use libjpeg's scaled DCT when that keeps enough pixels.
     ``views`` is how many crops inference averages: the centre crop, then native-resolution crops at fixed
-    positions towards the corners (``detector.preprocess.view_boxes``).
+    positions (``detector.preprocess.view_boxes``).
     """
 
     size: int = 224

@@ -20,17 +20,17 @@ def noise(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
-def test_view_boxes_start_at_the_centre_then_go_to_the_corners() -> None:
+def test_view_boxes_start_at_the_centre_then_the_quarter_points_then_the_corners() -> None:
     # 400 x 300, 224 crops: 176 px of free width, 76 of free height
     assert view_boxes(400, 300, 224, 5) == [
         (88, 38, 312, 262),   # centre, as center_crop cuts it
-        (0, 0, 224, 224),     # top left
-        (176, 76, 400, 300),  # bottom right
-        (176, 0, 400, 224),   # top right
-        (0, 76, 224, 300),    # bottom left
+        (44, 19, 268, 243),   # quarter point, top left
+        (132, 57, 356, 281),  # quarter point, bottom right
+        (132, 19, 356, 243),  # top right
+        (44, 57, 268, 281),   # bottom left
     ]
-    assert view_boxes(400, 300, 224, 9)[5:] == [(88, 0, 312, 224), (88, 76, 312, 300),
-                                                (0, 38, 224, 262), (176, 38, 400, 262)]
+    assert view_boxes(400, 300, 224, 9)[5:] == [(0, 0, 224, 224), (176, 76, 400, 300),
+                                                (176, 0, 400, 224), (0, 76, 224, 300)]
 
 
 def test_view_boxes_on_a_square_image_are_all_the_whole_image() -> None:
@@ -54,7 +54,7 @@ def test_prepare_views_first_view_is_prepare() -> None:
     views = prepare_views(img, policy)
     assert [v.size for v in views] == [(224, 224)] * 3
     assert np.array_equal(np.asarray(views[0]), np.asarray(prepare(img, policy)))
-    assert np.array_equal(np.asarray(views[1]), np.asarray(img.crop((0, 0, 224, 224))))  # native resolution
+    assert np.array_equal(np.asarray(views[1]), np.asarray(img.crop((104, 64, 328, 288))))  # native resolution
     assert not np.array_equal(np.asarray(views[1]), np.asarray(views[2]))
 
 
