@@ -8,7 +8,8 @@ connection to Redis is lost while the worker holds delayed retries (tests/faults
 
 Here that restore gives up with a warning instead: the broker those messages would go back to is gone
 anyway, their rows are ``queued`` in the database, and the sweep re-sends what the broker lost
-(worker/sweep.py). Celery selects this transport by ``broker_transport`` (aidetect/celery_app.py).
+(worker/sweep.py). :func:`use_for_redis_urls` makes kombu resolve ``redis://`` to this transport, so broker
+URLs, the worker banner and Flower (which picks its broker client by the URL's scheme) still say ``redis``.
 """
 
 from __future__ import annotations
@@ -40,3 +41,10 @@ class Transport(redis.Transport):
 
 
 TRANSPORT = f"{__name__}:Transport"
+
+
+def use_for_redis_urls() -> None:
+    """Resolve the ``redis`` scheme to :class:`Transport` (kombu looks schemes up in ``TRANSPORT_ALIASES``)."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES["redis"] = TRANSPORT

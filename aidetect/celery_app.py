@@ -12,7 +12,7 @@ import logging
 from celery import Celery
 from kombu import Queue
 
-from aidetect.broker import TRANSPORT as REDIS_TRANSPORT
+from aidetect.broker import use_for_redis_urls
 from aidetect.settings import Settings, get_settings
 
 DETECT_QUEUE = "detect"
@@ -68,9 +68,8 @@ def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     for problem in timing_problems(settings):
         log.warning("inconsistent deadlines: %s", problem)
+    use_for_redis_urls()  # redis:// (not rediss://, which keeps kombu's own) through aidetect.broker
     celery = Celery("aidetect", broker=settings.redis_url_plain, backend=settings.redis_url_plain)
-    if settings.redis_url_plain.startswith("redis://"):  # rediss:// keeps kombu's own (TLS options by scheme)
-        celery.conf.broker_transport = REDIS_TRANSPORT
     celery.conf.update(
         task_serializer="json",
         result_serializer="json",

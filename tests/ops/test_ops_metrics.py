@@ -203,4 +203,4 @@ def test_metrics_serve_command(ops_broker: OpsBroker, ops_database: str, ops_ses
     assert value(samples, "aidetect_images", status="failed") == 4
     assert value(samples, "aidetect_exporter_source_up", source="broker") == 1
     assert {labels for name, labels in samples if name == "aidetect_queue_messages"} == {
-        frozenset({("queue", q)}) for q in ("detect", "training", "crawl")}
+        frozenset({("queue", q)}) for q in ("detect", "control", "training", "crawl")}

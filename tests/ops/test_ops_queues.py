@@ -23,7 +23,7 @@ def test_depths_count_every_priority_and_a_missing_queue_is_empty(ops_broker: Op
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge(queue)
     assert read_depths(app, [queue]).depth(queue) == 0
-    assert app_queue_names(app) == ["detect", "training", "crawl"]
+    assert app_queue_names(app) == ["detect", "control", "training", "crawl"]
 
 
 def test_running_tasks_count_as_unacked(ops_broker: OpsBroker, ops_worker: CeleryWorker) -> None:

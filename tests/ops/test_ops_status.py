@@ -35,7 +35,7 @@ def test_collect_status_reads_broker_workers_and_database(
 
     assert report.errors == {}
     queues = {q["name"]: q for q in report.queues}
-    assert set(queues) == {"detect", "training", "crawl"}
+    assert set(queues) == {"detect", "control", "training", "crawl"}
     assert queues["training"]["messages"] == 3 and queues["training"]["consumers"] == 0
     assert queues["detect"]["consumers"] >= 1 and queues["crawl"]["consumers"] >= 1
     workers = {w["name"]: w["queues"] for w in report.workers}
@@ -80,7 +80,7 @@ def test_status_command_json(ops_broker: OpsBroker, ops_database: str, ops_sessi
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["errors"] == {}
-    assert {q["name"] for q in report["queues"]} == {"detect", "training", "crawl"}
+    assert {q["name"] for q in report["queues"]} == {"detect", "control", "training", "crawl"}
     assert report["active_model"]["version"] == "2"
     assert len(report["jobs"]) == 2 and report["failures_last_hour"]["http_404"] == 1
 
@@ -111,4 +111,4 @@ def test_a_dead_database_leaves_the_broker_sections(ops_broker: OpsBroker) -> No
     finally:
         engine.dispose()
     assert set(report.errors) == {"database"}
-    assert {q["name"] for q in report.queues} == {"detect", "training", "crawl"}
+    assert {q["name"] for q in report.queues} == {"detect", "control", "training", "crawl"}
