@@ -75,7 +75,9 @@ class Item:
 
 
 def load_items(manifests: Sequence[Path]) -> list[Item]:
-    """Every image of the manifests, once by content; an image in any val split stays only in val."""
+    """Every image of the manifests, once by content; an image in any val split stays only in val, and so does
+    its source: a training image whose source repository is in val in any manifest is left out (two corpora
+    split by their own hashes can put one repository on both sides)."""
     items: dict[str, Item] = {}
     for path in manifests:
         manifest = load_manifest(path, required_splits=("train", "val"))
@@ -84,7 +86,11 @@ def load_items(manifests: Sequence[Path]) -> list[Item]:
             key = hashlib.sha256(sample.path.read_bytes()).hexdigest()
             if key not in items or sample.split == "val":
                 items[key] = Item(sample, key, name)
-    return list(items.values())
+    val_sources = {i.sample.source.lower() for i in items.values() if i.sample.split == "val"}
+    kept = [i for i in items.values() if i.sample.split == "val" or i.sample.source.lower() not in val_sources]
+    if len(kept) < len(items):
+        log.info("left out %d training images whose source is in val", len(items) - len(kept))
+    return kept
 
 
 def student_config() -> ModelConfig:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from training.band import band_stats, choose_band
 from training.forensic import FORENSIC_DIM, forensic_features, highpass, npr_residual, radial_profile
@@ -16,6 +17,7 @@ from training.frozen import (
     fit_student,
     group_folds,
     head_scores,
+    load_items,
     nested_soft_targets,
     out_of_fold_teachers,
     soft_targets,
@@ -113,3 +115,27 @@ def test_nested_targets_never_see_the_student_fold() -> None:
     again = nested_soft_targets(scrambled, items, folds, ["flux", "midjourney"], lambda *a, **k: None)
     assert np.allclose(again[0][folds != 0], nested[0][folds != 0])
     assert not np.allclose(again[1][folds != 1], nested[1][folds != 1])  # fold 1's teachers did see fold 0
+
+
+def _manifest(folder: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    """A manifest of small PNGs: (file name, label, source, split) per row."""
+    folder.mkdir(parents=True)
+    lines = ["path,label,family,generator,source,split"]
+    for n, (name, label, source, split) in enumerate(rows):
+        value = 40 * n + (7 if folder.name == "b" else 0)  # every file has its own bytes
+        Image.new("RGB", (32, 32), (value % 256, 0, 0)).save(folder / name)
+        family = "real" if label == "real" else "flux"
+        lines.append(f"{name},{label},{family},{family},{source},{split}")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return folder / "manifest.csv"
+
+
+def test_a_source_in_val_in_any_manifest_never_trains(tmp_path: Path) -> None:
+    a = _manifest(tmp_path / "a", [("1.png", "ai", "owner/shared", "train"), ("2.png", "real", "owner/own", "train"),
+                                   ("3.png", "real", "owner/own", "val"), ("4.png", "ai", "owner/other", "train")])
+    b = _manifest(tmp_path / "b", [("5.png", "ai", "Owner/Shared", "val"), ("6.png", "real", "x/y", "train")])
+    items = load_items([a, b])
+    seen = {(i.sample.path.name, i.sample.split) for i in items}
+    assert ("1.png", "train") not in seen  # owner/shared is val in b (names compared lower-case)
+    assert ("2.png", "train") not in seen  # owner/own has a val image in a itself
+    assert {("3.png", "val"), ("4.png", "train"), ("5.png", "val"), ("6.png", "train")} <= seen
