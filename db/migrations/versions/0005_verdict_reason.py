@@ -20,11 +20,12 @@ depends_on = None
 
 REASONS = ("pixels", "c2pa", "iptc", "generator_metadata")
 
-LATEST_VERDICTS = """
+# The view before (0001) and after this revision; they differ only in r.reason.
+_LATEST_VERDICTS = """
 CREATE VIEW latest_verdicts AS
 SELECT i.id AS image_id, i.url, i.domain, i.job_id, i.provenance,
        r.model_id, m.name AS model_name, m.version AS model_version,
-       r.p_ai, r.label, r.reason, r.top_family, r.p_midjourney, r.p_stable_diffusion, r.p_sd_finetune,
+       r.p_ai, r.label, {reason}r.top_family, r.p_midjourney, r.p_stable_diffusion, r.p_sd_finetune,
        r.updated_at AS scored_at
 FROM (
     SELECT v.*, ROW_NUMBER() OVER (
@@ -37,22 +38,8 @@ JOIN models m ON m.id = r.model_id
 WHERE r.rank_in_image = 1
 """
 
-LATEST_VERDICTS_0001 = """
-CREATE VIEW latest_verdicts AS
-SELECT i.id AS image_id, i.url, i.domain, i.job_id, i.provenance,
-       r.model_id, m.name AS model_name, m.version AS model_version,
-       r.p_ai, r.label, r.top_family, r.p_midjourney, r.p_stable_diffusion, r.p_sd_finetune,
-       r.updated_at AS scored_at
-FROM (
-    SELECT v.*, ROW_NUMBER() OVER (
-        PARTITION BY v.image_id ORDER BY m2.active DESC, m2.created_at DESC, v.model_id DESC
-    ) AS rank_in_image
-    FROM verdicts v JOIN models m2 ON m2.id = v.model_id
-) r
-JOIN images i ON i.id = r.image_id
-JOIN models m ON m.id = r.model_id
-WHERE r.rank_in_image = 1
-"""
+LATEST_VERDICTS = _LATEST_VERDICTS.format(reason="r.reason, ")
+LATEST_VERDICTS_0001 = _LATEST_VERDICTS.format(reason="")
 
 DOMAIN_SUMMARY = """
 CREATE VIEW domain_summary AS
