@@ -218,9 +218,7 @@ def view_boxes(width: int, height: int, size: int, views: int) -> list[tuple[int
         raise ValueError(f"views must be from 1 to {len(_VIEW_POSITIONS)}, got {views}")
     boxes = []
     for fx, fy in _VIEW_POSITIONS[:views]:
-        left, top = int((width - size) * fx), int((height - size) * fy)
-        if (fx, fy) == (0.5, 0.5):
-            left, top = (width - size) // 2, (height - size) // 2  # exactly center_crop
+        left, top = int((width - size) * fx), int((height - size) * fy)  # (0.5, 0.5): center_crop's box
         boxes.append((left, top, left + size, top + size))
     return boxes
 
