@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db.models import Job
+from db.models import Image, Job, JobImage, WorkStatus
 
 
 def create_job(session: Session, kind: str, source: str, params: dict[str, Any] | None = None) -> Job:
@@ -30,3 +30,10 @@ def job_progress(session: Session, job_id: int | None = None) -> list[dict[str, 
 
 def get_job(session: Session, job_id: int) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id))
+
+
+def image_status_counts(session: Session, job_id: int) -> dict[WorkStatus, int]:
+    """The job's distinct images by status."""
+    stmt = (select(Image.status, func.count()).join(JobImage, JobImage.image_id == Image.id)
+            .where(JobImage.job_id == job_id).group_by(Image.status))
+    return dict(session.execute(stmt).tuples().all())

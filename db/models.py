@@ -77,6 +77,17 @@ class VerdictReason(enum.StrEnum):
     GENERATOR_METADATA = "generator_metadata"  # generation parameters or a generator's name in the metadata
 
 
+class PageKind(enum.StrEnum):
+    """What a ``pages`` row holds; each kind has its own handler in the crawler (``producer.crawl``)."""
+
+    HTML = "html"
+    SITEMAP = "sitemap"
+    ROBOTS = "robots"
+    RESOURCE = "resource"  # queued as a page, served as something else (an image, a PDF): never parsed
+    ALIAS = "alias"  # another URL of a page already crawled (its rel=canonical): never fetched
+    STYLESHEET = "stylesheet"  # fetched for its images only, never a row (a fetch policy, not a handler)
+
+
 class TrueLabel(enum.StrEnum):
     AI = "ai"
     REAL = "real"
@@ -224,7 +235,7 @@ class Page(Base):
     domain: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
     depth: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
-    kind: Mapped[str] = mapped_column(String(16), default="html", nullable=False)  # html | sitemap | robots
+    kind: Mapped[str] = mapped_column(String(16), default="html", nullable=False)  # a PageKind value
     status: Mapped[WorkStatus] = mapped_column(
         _enum(WorkStatus, "page_status"), default=WorkStatus.QUEUED, nullable=False
     )

@@ -20,15 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.settings import Settings
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
+from db import pages as frontier
 from db.jobs import create_job, get_job
 from db.models import WorkStatus, utcnow
+from db.pages import ClaimedPage, NewPage
 from db.registry import active_model
 from db.session import transaction
-from producer.crawl import frontier
 from producer.crawl.config import CrawlConfig, PageKind
 from producer.crawl.discover import FoundAs, FoundImage, discover
 from producer.crawl.errors import PageError
-from producer.crawl.frontier import ClaimedPage, NewPage
 from producer.crawl.pagefetch import DocumentFetchers, WrongMediaType
 from producer.crawl.pageurls import page_key
 from producer.crawl.politeness import HostBusy, HostGate

@@ -10,9 +10,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from aidetect.celery_app import CRAWL_TASK, app
+from db import pages as frontier
 from db.models import utcnow
 from db.session import transaction
-from producer.crawl import frontier
 from producer.crawl.crawler import LEASE_S, process_page
 from producer.crawl.progress import crawl_progress
 from producer.crawl.runtime import CrawlRuntime, get_runtime

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select, update
 
 from aidetect.settings import Settings
+from db import pages as frontier
 from db.models import Image, ImageSource, Page, WorkStatus, utcnow
 from db.session import make_engine, make_session_factory, transaction
-from producer.crawl import frontier
 from producer.crawl.config import CrawlConfig
 from producer.crawl.crawler import CrawlContext, PageStatus, process_page, start_crawl
 from producer.crawl.local import crawl_local
