@@ -28,6 +28,24 @@ def job_progress(session: Session, job_id: int | None = None) -> list[dict[str, 
     return [dict(r._mapping) for r in session.execute(text(sql), params)]
 
 
+JOB_COLUMNS = (
+    "job_id", "kind", "source", "images", "images_pending", "images_done", "images_failed",
+    "pages_pending", "pages_crawled", "pages_failed", "n_ai", "ai_share",
+)
+
+
+def jobs_in_progress(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    """Rows of the ``job_progress`` view with images or pages still pending, newest first."""
+    rows = session.execute(
+        text(
+            f"SELECT {', '.join(JOB_COLUMNS)} FROM job_progress "
+            "WHERE images_pending > 0 OR pages_pending > 0 ORDER BY job_id DESC LIMIT :limit"
+        ),
+        {"limit": limit},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
 def get_job(session: Session, job_id: int) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id))
 
