@@ -95,8 +95,8 @@ def _submit(task_name: str, config: dict[str, Any], wait: bool) -> None:
     """Create the run row, send the task with its run id to queue ``training``, follow it when ``wait``."""
     from aidetect.celery_app import TRAINING_QUEUE, make_app
     from db.session import transaction
+    from db.training_runs import create_run
     from training.dataprep.tasks import KINDS
-    from training.registry_ops import create_run
 
     task_id = str(uuid.uuid4())
     with transaction(_database()) as session:

@@ -305,3 +305,23 @@ class TrainingRun(Base):
     created_at: Mapped[created]
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Caption(Base):
+    """One caption: what ``model`` (with text ``prompt``, often empty) said about the image with these bytes."""
+
+    __tablename__ = "captions"
+
+    id: Mapped[intpk]
+    content_sha256: Mapped[sha256_hex]
+    model: Mapped[str] = mapped_column(String(255), nullable=False)
+    prompt: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    caption: Mapped[str] = mapped_column(Text, nullable=False)
+    path: Mapped[str | None] = mapped_column(Text)  # where the image was when it was captioned
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("content_sha256", "model", "prompt", name="uq_captions_content_model_prompt"),
+        Index("ix_captions_model", "model"),
+    )
