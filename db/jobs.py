@@ -17,6 +17,16 @@ def create_job(session: Session, kind: str, source: str, params: dict[str, Any] 
     return job
 
 
+def set_job_counts(session: Session, job_id: int, *, submitted: int, accepted: int, duplicates: int, rejected: int,
+                   params: dict[str, Any]) -> None:
+    """The final counts of a submission; ``params`` are merged into the job's. Raises LookupError for no such job."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise LookupError(f"no job with id {job_id}")
+    job.submitted, job.accepted, job.duplicates, job.rejected = submitted, accepted, duplicates, rejected
+    job.params = {**job.params, **params}
+
+
 def job_progress(session: Session, job_id: int | None = None) -> list[dict[str, Any]]:
     """Rows of the ``job_progress`` view (all jobs, newest first, or one)."""
     sql = "SELECT * FROM job_progress"

@@ -1,6 +1,6 @@
 """Training's side of the model registry: checkpoints to ``models`` rows, as functions that take a ``Session``
 and never commit. The queries are in ``db/registry.py`` and, for ``training_runs``, ``db/training_runs.py``
-(its functions are re-exported here for the training tasks).
+(``record_metrics`` and the run functions are re-exported here for the training tasks).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db import registry
 from db.models import Model
+from db.registry import record_metrics as record_metrics
 from db.training_runs import create_run as create_run
 from db.training_runs import fail_run as fail_run
 from db.training_runs import finish_run as finish_run
@@ -38,12 +39,6 @@ def register_checkpoint(session: Session, path: str | Path, metrics: dict[str, A
         metrics=metrics,
         role=str(config.provenance.get("role", "student")),
     )
-
-
-def record_metrics(session: Session, model: Model, metrics: dict[str, Any]) -> Model:
-    """Merge evaluation metrics (keyed by split) into the model row."""
-    model.metrics = {**(model.metrics or {}), **metrics}
-    return model
 
 
 def resolve_model(session: Session, spec: str | int) -> Model:

@@ -168,10 +168,5 @@ def release_rows(sessions: sessionmaker[Session], image_ids: Iterable[int] | Non
 
 def unfinished_rows(sessions: sessionmaker[Session]) -> int:
     """Rows ``queued`` or ``running``: what the next run over the same input will finish."""
-    from sqlalchemy import func, select
-
-    from db.models import Image, WorkStatus
-
     with sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(Image)
-                                  .where(Image.status.in_([WorkStatus.QUEUED, WorkStatus.RUNNING]))) or 0)
+        return image_repo.count_unfinished(session)
