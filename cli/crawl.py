@@ -90,7 +90,7 @@ def crawl(
 
 def _only_kinds(only: str | None) -> tuple[str, ...]:
     """``--only img,css`` as FoundAs values; raises ``BadParameter`` for an unknown kind."""
-    from producer.crawl.discover import FoundAs
+    from producer.crawl.found import FoundAs
 
     if not only:
         return ()

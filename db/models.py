@@ -265,7 +265,7 @@ class ImageSource(Base):
         ForeignKey("pages.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     alt_text: Mapped[str | None] = mapped_column(Text)
-    # how the page shows it: img | srcset | css | icon | meta | link | sitemap (producer.crawl.discover.FoundAs)
+    # how the page shows it: img | srcset | css | icon | meta | link | sitemap (producer.crawl.found.FoundAs)
     found_as: Mapped[str | None] = mapped_column(String(16))
 
 

@@ -27,7 +27,7 @@ _KIND_ORDER = case((Page.kind == PageKind.ROBOTS.value, 0), (Page.kind == PageKi
 
 
 class FoundImage(Protocol):
-    """An image found on a page, as the crawler describes it (``producer.crawl.discover.FoundImage``)."""
+    """An image found on a page, as the crawler describes it (``producer.crawl.found.FoundImage``)."""
 
     @property
     def url(self) -> NormalisedURL: ...

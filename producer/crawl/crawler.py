@@ -27,8 +27,9 @@ from db.pages import ClaimedPage, NewPage
 from db.registry import active_model
 from db.session import transaction
 from producer.crawl.config import CrawlConfig, PageKind
-from producer.crawl.discover import FoundAs, FoundImage, discover
+from producer.crawl.discover import discover
 from producer.crawl.errors import PageError
+from producer.crawl.found import FoundAs, FoundImage
 from producer.crawl.pagefetch import DocumentFetchers, WrongMediaType
 from producer.crawl.pageurls import page_key
 from producer.crawl.politeness import HostBusy, HostGate

@@ -17,7 +17,7 @@ from db.pages import NewPage
 from db.session import make_engine, make_session_factory, transaction
 from producer.crawl.config import CrawlConfig, PageKind
 from producer.crawl.crawler import start_crawl
-from producer.crawl.discover import FoundImage
+from producer.crawl.found import FoundImage
 
 
 def page(path: str, kind: PageKind = PageKind.HTML, depth: int = 1) -> NewPage:
