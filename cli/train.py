@@ -22,11 +22,6 @@ from cli.common import console, err_console, open_database
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Train family teachers and distil them into the student detector.")
 
-TEACHER_TASK = "training.train_teacher"
-DISTILL_TASK = "training.distill"
-EVALUATE_TASK = "training.evaluate"
-PROMOTE_TASK = "training.promote"
-
 MANIFEST = typer.Option(..., "--manifest", "-m", help="Manifest CSV (paths relative to it).")
 LOCAL = typer.Option(False, "--local", help="Run in this process instead of on the training queue.")
 WAIT = typer.Option(True, "--wait/--no-wait", help="Queue mode: follow the task until it ends.")
@@ -192,6 +187,7 @@ def teacher(
     wait: bool = WAIT,
 ) -> None:
     """Train one family-vs-real teacher; thresholds chosen on the val split; registered as role=teacher."""
+    from aidetect.celery_app import TEACHER_TASK
     from training.service import teacher_params
 
     train = train_options(arch, epochs, input_size, batch_size, lr, freeze_blocks, num_workers, seed,
@@ -234,6 +230,7 @@ def distill(
     wait: bool = WAIT,
 ) -> None:
     """Distil the teachers into the student (p(AI) from labels, family heads from teachers)."""
+    from aidetect.celery_app import DISTILL_TASK
     from training.service import distill_params
 
     train = train_options(arch, epochs, input_size, batch_size, lr, freeze_blocks, num_workers, seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import stat
@@ -15,6 +16,7 @@ from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from aidetect.backoff import Backoff
 from aidetect.image_formats import image_suffixes
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
 from db import images as image_repo
@@ -108,7 +110,7 @@ class InProcessSender:
 
     def __init__(self, runtime: WorkerRuntime, retry_pause_s: float = 1.0) -> None:
         self.runtime = runtime
-        self.retry_pause_s = retry_pause_s
+        self.backoff = Backoff(first_s=retry_pause_s, max_s=math.inf)
         self.finished: Counter[str] = Counter()
         self.in_hand: list[int] = []
 
@@ -123,7 +125,7 @@ class InProcessSender:
             self.in_hand = pending
             if not pending:
                 return
-            time.sleep(self.retry_pause_s * 2**attempt)
+            time.sleep(self.backoff.delay_s(attempt))
 
     def queue_depth(self) -> int:
         return 0

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from aidetect.backoff import CRAWL_RETRY
 from aidetect.settings import Settings
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
 from db import pages as frontier
@@ -354,14 +355,9 @@ def _record_failure(page: ClaimedPage, error: ScoreError, ctx: CrawlContext) -> 
             frontier.finish_job_if_done(session, page.job_id)
     log.info("page %s %s: %s", page.url[:200], "will be retried" if retry else "failed", error)
     if retry:
-        return PageOutcome(page.id, PageStatus.RETRY, page.kind, retry_after_s=backoff_s(page.attempts),
+        return PageOutcome(page.id, PageStatus.RETRY, page.kind, retry_after_s=CRAWL_RETRY.delay_s(page.attempts - 1),
                            error_code=error.code)
     return PageOutcome(page.id, PageStatus.FAILED, page.kind, error_code=error.code)
-
-
-def backoff_s(attempt: int) -> float:
-    """Delay before retrying a page after a transient failure: 5 s, 10 s, 20 s, ... capped at 5 minutes."""
-    return float(min(300, 5 * 2 ** max(0, attempt - 1)))
 
 
 def _http_status(code: str) -> int | None:
