@@ -77,7 +77,7 @@ def _teacher_logits(ref: TeacherRef, samples: list, tc: TrainConfig, report: Rep
     frozen ImageNet backbone, so its evaluation-view features are usually cached already) and apply its head.
     """
     if ref.source.startswith(HUB_PREFIX):
-        from detector.hub import load_hub_model
+        from training.hub import load_hub_model
 
         model = load_hub_model(ref.source.removeprefix(HUB_PREFIX))
         images = prepare_data(samples, _plain_config(tc), report, f"teacher_{ref.family}_load")

@@ -22,11 +22,11 @@ from safetensors.torch import load_file
 from detector.checkpoint import save_checkpoint
 from detector.config import CropPolicy, ModelConfig
 from detector.model import DetectorNet, build_model
-from detector.pretrained import LITE_PACKAGES, init_backbone_from_imagenet
 from training import engine
 from training.augment import AugmentConfig
 from training.data import DetectionDataset, epoch_indices, load_images, make_loader
 from training.manifest import Sample
+from training.pretrained import LITE_PACKAGES, init_backbone_from_imagenet
 from training.progress import Report
 from training.thresholds import Thresholds, select_thresholds
 
