@@ -106,6 +106,14 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def realfake() -> Path:
+    """The shared realfake corpus (``shared/datasets/realfake`` next to the checkout)."""
+    if not (SHARED_DATASET / "manifest.csv").is_file():
+        pytest.skip(f"realfake corpus not found at {SHARED_DATASET} (the shared/ folder next to the repo)")
+    return SHARED_DATASET
+
+
+@pytest.fixture(scope="session")
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid (untrained, random-init) detector checkpoint, built once per test session."""
     from detector.checkpoint import create_untrained_checkpoint

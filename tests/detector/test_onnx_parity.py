@@ -41,7 +41,7 @@ def pretrained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(1)
     net = build_model(ModelConfig(name="parity"))
     try:
-        from detector.pretrained import init_backbone_from_imagenet
+        from training.pretrained import init_backbone_from_imagenet
 
         net = init_backbone_from_imagenet(net)
     except Exception:  # the weights package is optional
