@@ -26,8 +26,10 @@ from db.models import Image, Verdict, WorkStatus
 from db.session import transaction
 from tests.conftest import REPO_ROOT
 from tests.hostile import images as hostile
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from tests.image_factory import WEB_FORMATS
-from tests.worker.http_server import LocalHTTPServer, loopback_only, png_bytes
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 

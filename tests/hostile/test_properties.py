@@ -21,9 +21,9 @@ from aidetect.settings import Settings
 from aidetect.urls import MAX_URL_LENGTH, InvalidURL, normalise_url
 from detector.errors import DecodeError
 from detector.preprocess import decode_image
-from tests.worker.http_server import StaticResolver
-from worker.errors import FetchError
-from worker.netguard import check_host, is_public_address, parse_target
+from fetch.errors import FetchError
+from fetch.netguard import check_host, is_public_address, parse_target
+from tests.httpserver.network import StaticResolver
 from worker.provenance import extract_provenance
 
 GUARD = Settings(allow_private_networks=False, allowed_networks=[])
