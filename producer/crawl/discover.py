@@ -29,7 +29,6 @@ from aidetect.image_formats import image_suffixes
 from aidetect.urls import MAX_URL_LENGTH, InvalidURL, NormalisedURL, normalise_url
 from producer.crawl.css import CssImage, StyleRefs, declaration_images, rule_applies, stylesheet_refs
 
-IMAGE_SUFFIXES = image_suffixes()  # what this install decodes (Pillow's registry)
 # Lazy-loading libraries keep the real image here and a placeholder in src/srcset.
 LAZY_SRCSET_ATTRS = ("data-lazy-srcset", "data-srcset")
 LAZY_SRC_ATTRS = ("data-lazy-src", "data-src", "data-original", "data-lazy", "data-url", "data-hi-res-src")
@@ -430,7 +429,7 @@ def _looks_like_image(href: str | None) -> bool:
     if not _usable(href):
         return False
     path = urlsplit(href.strip()).path
-    return splitext(path.lower())[1] in IMAGE_SUFFIXES
+    return splitext(path.lower())[1] in image_suffixes()  # what this install decodes (Pillow's registry)
 
 
 def _is_svg(url: str) -> bool:

@@ -29,6 +29,11 @@ CAPTIONS = {
 
 
 class NoFetcher:
+    """A :class:`fetch.protocol.Fetcher` that fails the test when asked for anything."""
+
+    def fetch(self, url):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"fetched {url} again")
+
     def fetch_many(self, urls, max_workers=None):  # type: ignore[no-untyped-def]
         raise AssertionError(f"fetched {urls} again")
 

@@ -1,7 +1,7 @@
 """Hostile bytes end to end: one batch through ``score_batch`` (download, decode, predict, store) in which every
 row ends with the right status, in bounded time, whatever the others did.
 
-What ``decode_image`` and ``SafeFetcher`` do on their own is tested in tests/detector and tests/worker; here
+What ``decode_image`` and ``SafeFetcher`` do on their own is tested in tests/detector and tests/fetch; here
 the question is whether the worker's whole path holds: a bomb, an odd mode or broken metadata must neither
 crash the batch nor cost its neighbours their verdicts.
 """

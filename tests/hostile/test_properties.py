@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) on hostile inputs, beyond the ones next to the code they test
 (tests/producer/test_urls.py: arbitrary text, idempotence; tests/detector/test_detector_decode.py: arbitrary and
-corrupted bytes; tests/worker/test_netguard.py: every IPv4 spelling; tests/provenance/test_provenance_fuzz.py).
+corrupted bytes; tests/fetch/test_netguard.py: every IPv4 spelling; tests/provenance/test_provenance_fuzz.py).
 
 Here: URLs built from hostile parts must come out of the producer either refused or in a form the worker
 accepts and the address guard can judge; valid pixels under fuzzed EXIF, ICC and text chunks must decode.

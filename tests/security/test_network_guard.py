@@ -2,7 +2,7 @@
 every hostile URL a row may hold (the producer's checks bypassed) before any connection is attempted, and
 re-checks every redirect hop.
 
-``SafeFetcher`` and ``netguard`` are tested piece by piece in tests/worker; this is the end-to-end view, under
+``SafeFetcher`` and ``netguard`` are tested piece by piece in tests/fetch; this is the end-to-end view, under
 ``loopback_only()`` (any non-loopback connect or DNS lookup fails the test) and with a resolver that maps test
 names to private addresses.
 """
