@@ -115,6 +115,22 @@ def test_fetch_many_keeps_order_and_returns_errors(fetcher: SafeFetcher, server:
     assert fetcher.fetch_many([]) == []
 
 
+def test_a_fetcher_of_other_documents_brings_its_accept_header_media_check_and_limit(
+        server: LocalHTTPServer, resolver: StaticResolver) -> None:
+    def html_only(header: str | None) -> str | None:
+        if header != "text/html":
+            raise FetchError("not_html", f"Content-Type {header}", transient=False)
+        return "text/html"
+
+    page = server.serve("/page", b"<html>" + b"x" * 100, "text/html")
+    with SafeFetcher(make_settings(), resolver=resolver, accept="text/html", check_media=html_only,
+                     max_bytes=200) as pages:
+        assert pages.fetch(page).content_type == "text/html"
+        assert fetch_error(pages, server.url("/a.png")).code == "not_html"
+        assert fetch_error(pages, server.serve("/long", b"x" * 201, "text/html")).code == "too_large"
+    assert {r.headers["Accept"] for r in server.requests} == {"text/html"}
+
+
 # ---- status codes and content types --------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("status", "code", "transient"), [
