@@ -27,6 +27,8 @@ from db.models import WorkStatus, utcnow
 from db.pages import ClaimedPage, NewPage
 from db.registry import active_model
 from db.session import transaction
+from fetch.errors import WorkError
+from fetch.protocol import FetchResult
 from producer.crawl.config import CrawlConfig, PageKind
 from producer.crawl.discover import discover
 from producer.crawl.errors import PageError
@@ -38,8 +40,6 @@ from producer.crawl.robots import RobotsCache, RobotsRules, agent_token, origin_
 from producer.crawl.sitemaps import parse_sitemap
 from producer.crawl.styles import StylesheetCache, StylesheetLoader
 from producer.enqueue import BatchSender, EnqueueOptions, send_in_batches
-from worker.errors import ScoreError
-from worker.fetch import FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def process_page(page_id: int, ctx: CrawlContext) -> PageOutcome:
         with transaction(ctx.sessions) as session:
             frontier.release_page(session, page.id)
         return PageOutcome(page.id, PageStatus.DEFERRED, page.kind, retry_after_s=busy.retry_after_s)
-    except ScoreError as exc:  # FetchError or PageError
+    except WorkError as exc:  # FetchError or PageError
         return _record_failure(page, exc, ctx)
     return _record_success(page, config, found, ctx)
 
@@ -341,7 +341,7 @@ def _record_alias(session: Session, page: ClaimedPage, alias: NewPage) -> None:
         frontier.record_pages(session, page.job_id, [alias], WorkStatus.DONE, None, detail)
 
 
-def _record_failure(page: ClaimedPage, error: ScoreError, ctx: CrawlContext) -> PageOutcome:
+def _record_failure(page: ClaimedPage, error: WorkError, ctx: CrawlContext) -> PageOutcome:
     """Transient errors go back to ``queued`` until ``max_attempts``; the others end the page as ``failed``."""
     retry = error.transient and page.attempts < ctx.settings.max_attempts
     status = _http_status(error.code)

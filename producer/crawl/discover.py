@@ -30,7 +30,6 @@ from producer.crawl.css import CssImage, declaration_images, rule_applies, style
 from producer.crawl.found import Collector, FoundAs, PageLinks, StyleLoader, usable
 from producer.crawl.srcset import LAZY_SRCSET_ATTRS, best_image_source, best_srcset, largest, parse_srcset
 
-IMAGE_SUFFIXES = image_suffixes()  # what this install decodes (Pillow's registry)
 META_IMAGE_KEYS = frozenset({"og:image", "og:image:url", "og:image:secure_url", "twitter:image",
                              "twitter:image:src"})
 ICON_RELS = frozenset({"icon", "apple-touch-icon", "apple-touch-icon-precomposed"})  # not mask-icon (SVG)
@@ -228,7 +227,7 @@ def _looks_like_image(href: str | None) -> bool:
     if not usable(href):
         return False
     path = urlsplit(href.strip()).path
-    return splitext(path.lower())[1] in IMAGE_SUFFIXES
+    return splitext(path.lower())[1] in image_suffixes()  # what this install decodes (Pillow's registry)
 
 
 def _alt(img: LexborNode | None) -> str | None:

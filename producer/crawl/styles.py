@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
+from fetch.errors import FetchError
 from producer.crawl.config import CrawlConfig
 from producer.crawl.css import stylesheet_refs
 from producer.crawl.found import LoadedSheet
-from worker.errors import FetchError
 
 log = logging.getLogger(__name__)
 

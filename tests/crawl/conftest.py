@@ -11,7 +11,8 @@ import redis
 from tests.conftest import service_missing
 from tests.crawl.gensite import GeneratedSite, build_generated_site
 from tests.crawl.site import Site, build_site
-from tests.worker.http_server import LocalHTTPServer, loopback_only
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 
 # Outside the range the shared ``redis_url`` fixture hands out (11-14), so another suite running at the same
 # time never flushes our queues in the middle of a crawl.

@@ -40,7 +40,7 @@ from tests.crawl.site import (
     STYLESHEETS,
     Site,
 )
-from tests.worker.http_server import loopback_only
+from tests.httpserver.network import loopback_only
 
 
 def cli_app() -> typer.Typer:

@@ -18,7 +18,9 @@ from producer.crawl.crawler import CrawlContext, PageStatus, process_page, start
 from producer.crawl.local import crawl_local
 from producer.crawl.politeness import LocalHostGate
 from producer.crawl.runtime import local_context
-from tests.worker.http_server import LocalHTTPServer, Reply, loopback_only, redirect
+from tests.httpserver.handlers import redirect
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer, Reply
 
 HTML = {"Content-Type": "text/html"}
 

@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from aidetect.settings import Settings
+from fetch.errors import FetchError
 from producer.crawl.config import CrawlConfig
 from producer.crawl.robots import LocalRobotsStore, RedisRobotsStore, RobotsCache, RobotsRules, agent_token
-from worker.errors import FetchError
 
 AGENT = agent_token(Settings().user_agent)
 ROBOTS = """User-agent: otherbot

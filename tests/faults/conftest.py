@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 
 from db.models import Image, Verdict, WorkStatus
 from tests.conftest import REPO_ROOT, CeleryWorker, service_missing, wait_until
-from tests.worker.http_server import LocalHTTPServer, Reply, png_bytes, send_reply
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.server import LocalHTTPServer, Reply, send_reply
 
 
 def spare_port() -> int:

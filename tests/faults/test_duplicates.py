@@ -19,7 +19,8 @@ from db.models import Image, Verdict, WorkStatus
 from db.session import transaction
 from tests.conftest import ServiceEnv, wait_until
 from tests.faults.conftest import Gate, fast_env, serve_images
-from tests.worker.http_server import LocalHTTPServer, Reply, png_bytes, send_reply
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.server import LocalHTTPServer, Reply, send_reply
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 

@@ -1,7 +1,7 @@
 """Hostile bytes end to end: one batch through ``score_batch`` (download, decode, predict, store) in which every
 row ends with the right status, in bounded time, whatever the others did.
 
-What ``decode_image`` and ``SafeFetcher`` do on their own is tested in tests/detector and tests/worker; here
+What ``decode_image`` and ``SafeFetcher`` do on their own is tested in tests/detector and tests/fetch; here
 the question is whether the worker's whole path holds: a bomb, an odd mode or broken metadata must neither
 crash the batch nor cost its neighbours their verdicts.
 """
@@ -26,8 +26,10 @@ from db.models import Image, Verdict, WorkStatus
 from db.session import transaction
 from tests.conftest import REPO_ROOT
 from tests.hostile import images as hostile
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from tests.image_factory import WEB_FORMATS
-from tests.worker.http_server import LocalHTTPServer, loopback_only, png_bytes
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 

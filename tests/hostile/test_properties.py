@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) on hostile inputs, beyond the ones next to the code they test
 (tests/producer/test_urls.py: arbitrary text, idempotence; tests/detector/test_detector_decode.py: arbitrary and
-corrupted bytes; tests/worker/test_netguard.py: every IPv4 spelling; tests/provenance/test_provenance_fuzz.py).
+corrupted bytes; tests/fetch/test_netguard.py: every IPv4 spelling; tests/provenance/test_provenance_fuzz.py).
 
 Here: URLs built from hostile parts must come out of the producer either refused or in a form the worker
 accepts and the address guard can judge; valid pixels under fuzzed EXIF, ICC and text chunks must decode.
@@ -21,9 +21,9 @@ from aidetect.settings import Settings
 from aidetect.urls import MAX_URL_LENGTH, InvalidURL, normalise_url
 from detector.errors import DecodeError
 from detector.preprocess import decode_image
-from tests.worker.http_server import StaticResolver
-from worker.errors import FetchError
-from worker.netguard import check_host, is_public_address, parse_target
+from fetch.errors import FetchError
+from fetch.netguard import check_host, is_public_address, parse_target
+from tests.httpserver.network import StaticResolver
 from worker.provenance import extract_provenance
 
 GUARD = Settings(allow_private_networks=False, allowed_networks=[])

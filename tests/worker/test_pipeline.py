@@ -15,7 +15,9 @@ from db.jobs import create_job
 from db.models import Image, Verdict, WorkStatus
 from db.session import transaction
 from tests import image_factory as images
-from tests.worker.http_server import LocalHTTPServer, drip, loopback_only
+from tests.httpserver.handlers import drip
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 

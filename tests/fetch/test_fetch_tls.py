@@ -13,16 +13,11 @@ from pathlib import Path
 import pytest
 
 from aidetect.settings import Settings
-from tests.worker.http_server import (
-    LocalHTTPServer,
-    NetworkGuard,
-    StaticResolver,
-    image_reply,
-    loopback_only,
-    png_bytes,
-)
-from worker.errors import FetchError
-from worker.fetch import SafeFetcher
+from fetch.client import SafeFetcher
+from fetch.errors import FetchError
+from tests.httpserver.handlers import image_reply, png_bytes
+from tests.httpserver.network import NetworkGuard, StaticResolver, loopback_only
+from tests.httpserver.server import LocalHTTPServer
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
