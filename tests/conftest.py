@@ -1,7 +1,7 @@
-"""Shared fixtures: real PostgreSQL, Redis, checkpoints and Celery worker processes.
+"""Shared fixtures: real PostgreSQL, Redis, checkpoints, the realfake corpus and Celery worker processes.
 
 Services come from DATABASE_URL / REDIS_URL (defaults: the local PostgreSQL and Redis).
-A missing service skips locally and fails in CI (CI=true).
+A missing service or corpus skips locally and fails in CI (CI=true): see :func:`missing`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import redis
@@ -22,16 +24,49 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "realfake"
 ADMIN_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def service_missing(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable: {exc}"
+def missing(message: str) -> NoReturn:
+    """Something a test needs is not here: skip locally, fail in CI (CI=true), where everything must be."""
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def service_missing(what: str, exc: Exception) -> NoReturn:
+    missing(f"{what} is not reachable: {exc}")
+
+
+def _checkouts() -> list[Path]:
+    """This checkout, then the main one when this is a git worktree (its ``.git`` file names the main ``.git``)."""
+    roots = [REPO_ROOT]
+    dot_git = REPO_ROOT / ".git"
+    if dot_git.is_file():
+        gitdir = Path(dot_git.read_text().partition("gitdir:")[2].strip())
+        if gitdir.parent.name == "worktrees":
+            roots.append(gitdir.parent.parent.parent)
+    return roots
+
+
+def find_realfake() -> Path | None:
+    """The realfake corpus in ``shared/datasets/realfake`` beside the checkout (CI puts it there), or None."""
+    for root in _checkouts():
+        corpus = (root.parent / "shared" / "datasets" / "realfake").resolve()
+        if (corpus / "manifest.csv").is_file():
+            return corpus
+    return None
+
+
+@pytest.fixture(scope="session")
+def realfake() -> Path:
+    """The realfake corpus (read only); missing: skip locally, fail in CI."""
+    corpus = find_realfake()
+    if corpus is None:
+        where = " or ".join(str(root.parent / "shared" / "datasets" / "realfake") for root in _checkouts())
+        missing(f"realfake corpus not found at {where}")
+    return corpus
 
 
 def create_postgres_database(prefix: str = "aidetect_test") -> str:
@@ -90,19 +125,33 @@ def any_db_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database number of its own, flushed before and after the test."""
+def redis_database_url(number: int) -> str:
+    """Database ``number`` on REDIS_URL's server."""
     prefix = BASE_REDIS_URL.rsplit("/", 1)[0] if BASE_REDIS_URL.count("/") >= 3 else BASE_REDIS_URL
-    url = f"{prefix}/{14 - (os.getpid() % 4)}"
+    return f"{prefix}/{number}"
+
+
+@contextmanager
+def flushed_redis(number: int) -> Iterator[str]:
+    """Redis database ``number`` emptied before and after use; an unreachable server skips or fails."""
+    url = redis_database_url(number)
     client = redis.Redis.from_url(url)
     try:
         client.flushdb()
     except redis.exceptions.ConnectionError as exc:
         service_missing("Redis", exc)
-    yield url
-    client.flushdb()
-    client.close()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database number of this test process (11-14), flushed before and after the test."""
+    with flushed_redis(14 - (os.getpid() % 4)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
