@@ -19,9 +19,6 @@ from detector.onnx_backend import OnnxDetector
 from detector.preprocess import decode_image
 from tests import image_factory
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
 TOLERANCE = 1e-3
 REALFAKE_SAMPLE = 48
 

@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509  # a dependency of c2pa-python (base): always here
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from aidetect.settings import Settings
 from tests.worker.http_server import (
@@ -23,11 +27,6 @@ from tests.worker.http_server import (
 )
 from worker.errors import FetchError
 from worker.fetch import SafeFetcher
-
-x509 = pytest.importorskip("cryptography.x509")
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 
 PNG = png_bytes()
 
