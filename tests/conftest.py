@@ -16,12 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:  # torch comes with the worker: imported only by the tests that use it
+    from worker.runtime import WorkerRuntime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -131,15 +135,23 @@ def redis_database_url(number: int) -> str:
     return f"{prefix}/{number}"
 
 
-@contextmanager
-def flushed_redis(number: int) -> Iterator[str]:
-    """Redis database ``number`` emptied before and after use; an unreachable server skips or fails."""
-    url = redis_database_url(number)
+def reachable_redis(url: str) -> redis.Redis:
+    """A client of ``url`` that answered a ping; an unreachable server skips locally and fails in CI."""
     client = redis.Redis.from_url(url)
     try:
-        client.flushdb()
+        client.ping()
     except redis.exceptions.ConnectionError as exc:
+        client.close()
         service_missing("Redis", exc)
+    return client
+
+
+@contextmanager
+def flushed_redis(number: int) -> Iterator[str]:
+    """Redis database ``number`` on REDIS_URL's server, emptied before and after use."""
+    url = redis_database_url(number)
+    client = reachable_redis(url)
+    client.flushdb()
     try:
         yield url
     finally:
@@ -162,6 +174,42 @@ def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("checkpoint")
     create_untrained_checkpoint(directory, seed=0)
     return directory
+
+
+@pytest.fixture
+def runtime_settings() -> dict[str, object]:
+    """Settings of the ``runtime`` fixture beyond its defaults; a test module overrides this fixture to set them
+    (``database_url`` included: SQLite unless given)."""
+    return {}
+
+
+@pytest.fixture
+def runtime(request: pytest.FixtureRequest, checkpoint_dir: Path,
+            runtime_settings: dict[str, object]) -> Iterator[WorkerRuntime]:
+    """An in-process worker runtime on a fresh database: untrained checkpoint, loopback allowed, one torch thread."""
+    from aidetect.settings import Settings
+    from worker.runtime import WorkerRuntime
+
+    values = {"checkpoint": checkpoint_dir, "allowed_networks": ["127.0.0.0/8"], "torch_threads": 1,
+              **runtime_settings}
+    if "database_url" not in values:
+        values["database_url"] = request.getfixturevalue("sqlite_url")
+    rt = WorkerRuntime(Settings(**values))  # type: ignore[arg-type]
+    yield rt
+    rt.close()
+
+
+def queue_urls(sessions: sessionmaker[Session], urls: list[str], source: str = "test") -> list[int]:
+    """Queue ``urls`` as the producer does (one enqueue job, normalised rows) and return the ids to send."""
+    from aidetect.urls import normalise_url
+    from db import images as image_repo
+    from db.jobs import create_job
+    from db.session import transaction
+
+    with transaction(sessions) as session:
+        job = create_job(session, "enqueue", source)
+        items = [image_repo.NewImage(n.url, n.url_hash, n.domain) for n in map(normalise_url, urls)]
+        return image_repo.queue_images(session, job.id, items, active_model_id=None).to_send
 
 
 @dataclass
@@ -226,9 +274,8 @@ class CeleryWorker:
         self.log_file.close()
 
 
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator:
-    """Factory: ``start_worker(app, queues, env)`` starts a ready worker; all are stopped at teardown."""
+def worker_factory(tmp_path: Path, kill: bool = False) -> Iterator:
+    """Yields ``start(app, queues, env)``, which starts a ready worker; at the end all are stopped, or killed."""
     workers: list[CeleryWorker] = []
 
     def start(app: str, queues: str, env: dict[str, str], wait: bool = True, **kwargs) -> CeleryWorker:
@@ -240,7 +287,17 @@ def start_worker(tmp_path: Path) -> Iterator:
 
     yield start
     for worker in workers:
-        worker.stop()
+        if kill:
+            worker.kill()
+            worker.log_file.close()
+        else:
+            worker.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator:
+    """Factory: ``start_worker(app, queues, env)`` starts a ready worker; all are stopped at teardown."""
+    yield from worker_factory(tmp_path)
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.25, what: str = "condition"):  # type: ignore[no-untyped-def]
