@@ -138,7 +138,7 @@ def assert_scored(sessions: sessionmaker[Session], job_id: int) -> None:
         done, len(EXPECTED_PAGES) - done, 0)
     found = len(EXPECTED_IMAGES)
     assert (progress["images"], progress["images_done"], progress["images_failed"]) == (found, found, 0)
-    assert progress["ai_share"] is not None
+    assert progress["ai_share"] == pytest.approx(progress["n_ai"] / found)  # every image has its verdict
 
 
 def test_local_crawl_finds_every_image_and_scores_it(site: Site, sqlite_url: str, checkpoint_dir: Path,
