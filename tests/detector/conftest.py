@@ -1,4 +1,4 @@
-"""Shared fixtures for the detector tests: clean settings, small checkpoints (realfake: tests/conftest.py)."""
+"""Shared fixtures for the detector tests: clean settings, small checkpoints (``realfake`` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,4 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def untrained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A float32 untrained checkpoint shared by the tests that only read it."""
     return create_untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "untrained", seed=0, dtype=torch.float32)
+

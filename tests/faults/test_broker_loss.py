@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, ServiceEnv, wait_until
-from tests.faults.conftest import Gate, RedisServer, fast_env, serve_images
+from tests.faults.conftest import Gate, fast_env, serve_images
+from tests.faults.servers import RedisServer
 from tests.httpserver.handlers import png_bytes
 from tests.httpserver.server import Reply, send_reply
 

@@ -28,9 +28,9 @@ from producer.enqueue import EnqueueOptions, enqueue_urls
 from producer.sender import CelerySender
 from tests import image_factory as images
 from tests.conftest import ServiceEnv, wait_until
+from tests.httpserver.server import LocalHTTPServer
 from tests.ops.conftest import PYTHON, OpsBroker, Process, free_port, http_get, python_env
 from tests.ops.factory import add_image, seed
-from tests.worker.http_server import LocalHTTPServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
