@@ -1,7 +1,7 @@
 """Host parsing as browsers do it (WHATWG URL standard): one spelling per host.
 
 The producer uses it to de-duplicate (``aidetect.urls.normalise_url``) and the worker's download guard to decide
-where to connect (``worker.netguard.normalize_host``), so the host that is recorded is the host that is fetched:
+where to connect (``fetch.netguard.normalize_host``), so the host that is recorded is the host that is fetched:
 ``Example.COM.`` is ``example.com``, and ``127.1``, ``2130706433``, ``0x7f.0.0.1`` and ``0177.0.0.1`` are all
 ``127.0.0.1``. Pure functions; :class:`InvalidHost` (a ``ValueError``) says why a host is refused.
 """

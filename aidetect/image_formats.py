@@ -8,8 +8,9 @@ they are installed (both are base dependencies), make up :func:`decodable_format
 * ``MPEG``: video, of which Pillow reads the header only;
 * formats whose codec this Pillow build lacks (``features.check``: AVIF, WebP, JPEG 2000 ...).
 
-The suffixes that :mod:`worker.embedded` collects from folders and the downloader's ``Accept`` header come from the
-same set, so all three name exactly what the decoder takes. Torch-free: the producer and the crawler import it.
+The suffixes that :mod:`worker.embedded` collects from folders, the suffix a saved image gets (:func:`format_suffix`)
+and the downloader's ``Accept`` header come from the same set, so all of them name exactly what the decoder takes.
+Torch-free: the producer and the crawler import it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ NOT_DECODED = {
 CODEC_FEATURES = {"AVIF": "avif", "WEBP": "webp", "JPEG2000": "jpg_2000", "JPEG": "jpg", "PNG": "zlib"}
 Refusal = Literal["not_an_image", "unsupported_format"]
 SNIFF_BYTES = 16  # what Pillow's own Image.open hands each plugin's accept function
+USUAL_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg"}  # where Pillow's first registered suffix is not the usual one
+UNKNOWN_SUFFIX = ".img"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,15 @@ def image_suffixes() -> frozenset[str]:
     """File suffixes (lower case, with the dot) of the decodable formats: ``.jpg``, ``.avif``, ``.heic`` ..."""
     decodable = decodable_formats()
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in decodable)
+
+
+def format_suffix(fmt: str | None) -> str:
+    """The suffix to save an image of Pillow format ``fmt`` under: ``JPEG -> .jpg``, ``PNG -> .png``,
+    ``TIFF -> .tif`` (the first one Pillow registers), ``.img`` for a format without one (or ``None``)."""
+    if fmt in USUAL_SUFFIXES:
+        return USUAL_SUFFIXES[fmt]
+    registered_formats()
+    return next((ext for ext, name in Image.registered_extensions().items() if name == fmt), UNKNOWN_SUFFIX)
 
 
 @functools.cache
@@ -143,5 +155,5 @@ def _parse_headerless(data: bytes, formats: list[str]) -> str | None:
         return None
 
 
-__all__ = ["Sniffed", "accept_header", "decodable_formats", "image_suffixes", "media_types", "registered_formats",
-           "sniff"]
+__all__ = ["Sniffed", "accept_header", "decodable_formats", "format_suffix", "image_suffixes", "media_types",
+           "registered_formats", "sniff"]

@@ -1,10 +1,10 @@
-"""Prometheus instruments that worker processes update. No torch, no database.
+"""Prometheus instruments that detect workers update (``worker.tasks.detect_batch``). No torch, no database.
 
 Celery's prefork children are separate processes, so the instruments run in prometheus_client's
 multiprocess mode whenever ``PROMETHEUS_MULTIPROC_DIR`` is set when a process starts: every
 process writes its samples to files there, and the exporter (``aidetect metrics serve``)
-merges them. Without the variable they live in the process's default registry, which is what
-tests and the embedded mode get.
+merges them. Without the variable they live in the process's default registry (a worker
+started by hand; the embedded ``aidetect score`` records none).
 
 Instruments are built on first use, never at import, and a failure to record is logged once
 and swallowed: metrics must never fail a batch.
@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
@@ -26,10 +23,8 @@ log = logging.getLogger(__name__)
 # Wall time of a batch: downloads dominate on CPU, the forward pass on small GPUs.
 BATCH_SECONDS_BUCKETS = (0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 600)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-STAGE_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 
 OUTCOMES = ("done", "failed", "retry")
-STAGES = ("claim", "fetch", "decode", "predict", "write")
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,6 @@ class Instruments:
     batch_seconds: Histogram
     batch_size: Histogram
     images: Counter
-    stage_seconds: Histogram
 
 
 @functools.cache
@@ -54,12 +48,6 @@ def instruments() -> Instruments:
         ),
         images=Counter(
             "aidetect_worker_images", "Images that detect workers finished, by outcome.", ["outcome"]
-        ),
-        stage_seconds=Histogram(
-            "aidetect_batch_stage_duration_seconds",
-            "Wall time of one stage of a detect batch.",
-            ["stage"],
-            buckets=STAGE_SECONDS_BUCKETS,
         ),
     )
 
@@ -90,20 +78,3 @@ def observe_batch(size: int, seconds: float, ok: int, failed: int, retried: int 
     except Exception as exc:  # metrics never fail a batch
         _record_failed(exc)
 
-
-def observe_stage(stage: str, seconds: float) -> None:
-    """Record the wall time of one stage of a batch (one of :data:`STAGES`). Never raises."""
-    try:
-        instruments().stage_seconds.labels(stage=stage).observe(seconds)
-    except Exception as exc:  # metrics never fail a batch
-        _record_failed(exc)
-
-
-@contextmanager
-def timed(stage: str) -> Iterator[None]:
-    """``with metrics.timed("predict"): ...`` records the block's wall time as that stage."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        observe_stage(stage, time.perf_counter() - start)

@@ -176,23 +176,10 @@ def urls_for(port: int, n: int) -> list[str]:
 
 
 def ledger(sessions) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    from sqlalchemy import func, select
-
-    from db.models import Image, Verdict, WorkStatus
+    from db import audit
 
     with sessions() as session:
-        statuses = dict(session.execute(select(Image.status, func.count()).group_by(Image.status)).all())
-        codes = dict(session.execute(select(Image.error_code, func.count()).where(Image.status == WorkStatus.FAILED)
-                                     .group_by(Image.error_code)).all())
-        per_image = select(Verdict.image_id, Verdict.model_id, func.count().label("n")) \
-            .group_by(Verdict.image_id, Verdict.model_id).subquery()
-        duplicated = session.scalar(select(func.count()).select_from(per_image).where(per_image.c.n > 1))
-        verdicts = session.scalar(select(func.count()).select_from(Verdict))
-        reclaimed = session.scalar(select(func.count()).select_from(Image).where(Image.attempts > 1))
-        max_attempts = session.scalar(select(func.max(Image.attempts)))
-    return {"statuses": {str(k): v for k, v in statuses.items()}, "failed_by_code": codes,
-            "verdict_rows": verdicts, "duplicated_verdicts": duplicated, "claimed_more_than_once": reclaimed,
-            "max_attempts_seen": max_attempts}
+        return audit.ledger(session)
 
 
 @contextlib.contextmanager
@@ -205,11 +192,9 @@ def terminate_on_sigterm() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
     from aidetect.celery_app import make_app
     from aidetect.settings import Settings
+    from db.admin import create_database, drop_database
     from db.migrate import upgrade
     from db.session import make_engine, make_session_factory
     from producer.enqueue import EnqueueOptions, enqueue_urls
@@ -219,16 +204,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     workdir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.timeout
     procs: list[Proc] = []
-    admin_url = make_url(args.database_url).set(drivername="postgresql+psycopg")
     db_name = f"aidetect_load_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     engine = None
     result: dict[str, object] = {"n": args.n, "workers": args.workers, "batch_size": args.batch_size,
                                  "backend": args.backend, "load_before": os.getloadavg(), "workdir": str(workdir)}
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
-        db_url = admin_url.set(database=db_name).render_as_string(hide_password=False)
+        db_url = create_database(args.database_url, db_name)
         engine = make_engine(db_url)
         upgrade(engine)
         sessions = make_session_factory(engine)
@@ -309,9 +290,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             proc.kill()
         if engine is not None:
             engine.dispose()
-        with contextlib.suppress(Exception), admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-        admin.dispose()
+        with contextlib.suppress(Exception):
+            drop_database(args.database_url, db_name)
 
 
 def table(result: dict[str, object]) -> str:

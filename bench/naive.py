@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.settings import get_settings
 from db import images as image_repo
-from db.models import Image as ImageRow
 from db.models import VerdictLabel
 from db.registry import ensure_active
 from db.session import make_engine, make_session_factory, transaction
@@ -53,7 +52,7 @@ class NaiveScorer:
 
     def url_of(self, image_id: int) -> str:
         with self.sessions() as session:
-            return session.get(ImageRow, image_id).url
+            return image_repo.image_url(session, image_id)
 
     def score(self, image_id: int, url: str) -> str:
         """Score one image the simple way; the row ends done with a verdict, or failed. Returns the status."""

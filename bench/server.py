@@ -1,7 +1,7 @@
 """The benchmark's image server: a subprocess that serves files from memory on 127.0.0.1.
 
 ``python -m bench.server LIST_FILE --max-seconds S`` reads the files named in LIST_FILE (one path a line),
-serves the k-th at ``/i/<k>`` (HTTP/1.1, keep-alive, Content-Type from the magic bytes), prints
+serves the k-th at ``/i/<k>`` (HTTP/1.1, keep-alive, Content-Type from the format Pillow's plugins sniff), prints
 ``{"port": P}`` on stdout once listening, and stops on SIGTERM, when stdin closes, or after ``max_seconds``.
 
 It runs in its own process so that serving does not share the interpreter lock of what is being measured.
@@ -17,14 +17,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
-          (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"), (b"BM", "image/bmp"))
+from PIL import Image
+
+from aidetect.image_formats import sniff
 
 
 def content_type(data: bytes) -> str:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((kind for magic, kind in _TYPES if data.startswith(magic)), "application/octet-stream")
+    """The media type of the format ``data`` is in (:func:`aidetect.image_formats.sniff`), or a generic one."""
+    fmt = sniff(data).format
+    return Image.MIME.get(fmt, "application/octet-stream") if fmt else "application/octet-stream"
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -18,13 +18,11 @@ from datetime import datetime
 from pathlib import Path
 
 import redis
-import sqlalchemy as sa
-from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from bench.dataset import REPO_ROOT
-from db.models import Image, Verdict, WorkStatus
-from db.session import make_engine, make_session_factory
+from db import audit
+from db.admin import create_database, drop_database
+from db.session import make_engine, make_session_factory, transaction
 
 
 class BenchDatabase:
@@ -33,47 +31,30 @@ class BenchDatabase:
     def __init__(self, admin_url: str) -> None:
         from db.migrate import upgrade
 
-        self._admin_url = make_url(admin_url).set(drivername="postgresql+psycopg")
-        name = f"aidetect_bench_{os.getpid()}_{secrets.token_hex(3)}"
-        admin = sa.create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        finally:
-            admin.dispose()
-        self.name = name
-        self.url = self._admin_url.set(database=name).render_as_string(hide_password=False)
+        self._admin_url = admin_url
+        self.name = f"aidetect_bench_{os.getpid()}_{secrets.token_hex(3)}"
+        self.url = create_database(admin_url, self.name)
         self.engine = make_engine(self.url)
         upgrade(self.engine)
         self.sessions = make_session_factory(self.engine)
 
     def reset(self) -> None:
         """Forget every image, verdict and job (the registered model stays), between repetitions."""
-        with self.engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE images, jobs RESTART IDENTITY CASCADE"))
+        with transaction(self.sessions) as session:
+            audit.forget_work(session)
 
     def progress(self) -> tuple[int, int, datetime | None]:
         """(rows done or failed, verdict rows, latest finished_at)."""
         with self.sessions() as session:
-            final = session.execute(select(func.count(), func.max(Image.finished_at)).where(
-                Image.status.in_([WorkStatus.DONE, WorkStatus.FAILED]))).one()
-            verdicts = session.scalar(select(func.count()).select_from(Verdict))
-        return int(final[0]), int(verdicts or 0), final[1]
+            return audit.finished_so_far(session)
 
     def failures(self) -> dict[str, int]:
         with self.sessions() as session:
-            rows = session.execute(select(Image.error_code, func.count()).where(
-                Image.status == WorkStatus.FAILED).group_by(Image.error_code)).all()
-        return {str(code): int(n) for code, n in rows}
+            return {str(code): int(n) for code, n in audit.failures_by_code(session).items()}
 
     def close(self) -> None:
         self.engine.dispose()
-        admin = sa.create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        finally:
-            admin.dispose()
+        drop_database(self._admin_url, self.name)
 
 
 def flush_redis(url: str) -> None:

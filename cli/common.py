@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from aidetect.settings import get_settings
 from cli.errors import UserError, database_problem
 from cli.tables import Column, Kind, render
-from db.migrate import upgrade
+from db.migrate import has_schema, upgrade
 from db.session import make_engine, make_session_factory, masked
 
 console = Console()
@@ -45,7 +44,7 @@ def open_database(migrate: bool = False) -> sessionmaker[Session]:
     try:
         if migrate:
             upgrade(engine)
-        elif not inspect(engine).has_table("images"):
+        elif not has_schema(engine):
             raise UserError(f"database {masked(url)} has no aidetect tables yet: run `aidetect db upgrade` first")
     except SQLAlchemyError as exc:
         raise UserError(database_problem(exc) or f"database {masked(url)}: {exc}") from exc

@@ -90,7 +90,7 @@ def crawl(
 
 def _only_kinds(only: str | None) -> tuple[str, ...]:
     """``--only img,css`` as FoundAs values; raises ``BadParameter`` for an unknown kind."""
-    from producer.crawl.discover import FoundAs
+    from producer.crawl.found import FoundAs
 
     if not only:
         return ()
@@ -141,9 +141,9 @@ def _crawl_local(config: CrawlConfig, checkpoint: Path | None, resume: int | Non
 def _crawl_celery(config: CrawlConfig, resume: int | None, follow: bool) -> None:
     from aidetect.celery_app import app as celery_app
     from cli.common import open_database, require_broker
+    from db import pages as frontier
     from db.models import utcnow
     from db.session import transaction
-    from producer.crawl import frontier
     from producer.crawl.crawler import start_crawl
     from producer.crawl.dispatch import CeleryPageSender
 

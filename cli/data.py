@@ -95,8 +95,8 @@ def _submit(task_name: str, config: dict[str, Any], wait: bool) -> None:
     """Create the run row, send the task with its run id to queue ``training``, follow it when ``wait``."""
     from aidetect.celery_app import TRAINING_QUEUE, make_app
     from db.session import transaction
+    from db.training_runs import create_run
     from training.dataprep.tasks import KINDS
-    from training.registry_ops import create_run
 
     task_id = str(uuid.uuid4())
     with transaction(_database()) as session:
@@ -156,8 +156,8 @@ def caption(
     wait: bool = WAIT,
 ) -> None:
     """BLIP captions for real photos, stored in the captions manifest and the database."""
+    from aidetect.celery_app import CAPTION_TASK
     from training.dataprep.caption import CaptionConfig, caption_manifest
-    from training.dataprep.tasks import CAPTION_TASK
 
     config = CaptionConfig(manifest=str(manifest.resolve()), out=str(out.resolve()) if out else None,
                            model=_absolute(model), model_name=model_name, prompt=prompt,
@@ -193,8 +193,8 @@ def generate(
     wait: bool = WAIT,
 ) -> None:
     """Stable Diffusion images from captions (needs diffusers: the generate extra of aidetect)."""
+    from aidetect.celery_app import GENERATE_TASK
     from training.dataprep.generate import GenerateConfig, generate_images
-    from training.dataprep.tasks import GENERATE_TASK
 
     config = GenerateConfig(
         captions=str(captions.resolve()), out_dir=str(out_dir.resolve()), model=_absolute(model),
@@ -226,8 +226,8 @@ def match(
     wait: bool = WAIT,
 ) -> None:
     """Match each caption to the most similar Midjourney prompt (one-to-one) and fetch the images."""
+    from aidetect.celery_app import MATCH_TASK
     from training.dataprep.match import MatchConfig, match_midjourney
-    from training.dataprep.tasks import MATCH_TASK
 
     config = MatchConfig(
         captions=str(captions.resolve()), index=str(index.resolve()), out_dir=str(out_dir.resolve()),
@@ -254,8 +254,8 @@ def build(
     wait: bool = WAIT,
 ) -> None:
     """Assemble one training manifest split by source, and print the balance per family."""
+    from aidetect.celery_app import BUILD_TASK
     from training.dataprep.build import BuildConfig, build_manifest
-    from training.dataprep.tasks import BUILD_TASK
 
     def paths(items: list[Path]) -> tuple[str, ...]:
         return tuple(str(p.resolve()) for p in items)

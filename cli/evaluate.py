@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from cli.common import console
-from cli.train import EVALUATE_TASK, LOCAL, MANIFEST, RUNS_DIR, WAIT, absolute, run_local, submit
+from cli.train import LOCAL, MANIFEST, RUNS_DIR, WAIT, absolute, run_local, submit
 
 KEYS = ("accuracy", "auc", "average_precision", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "ece", "uncertain_rate")
 
@@ -26,6 +26,7 @@ def evaluate(
 ) -> None:
     """Evaluate a model: accuracy at its threshold, ROC-AUC, AP, TPR at 1%/5% FPR, ECE, per family/generator/
     source, clean and under JPEG q75 and 0.5x downscale."""
+    from aidetect.celery_app import EVALUATE_TASK
     from training.service import evaluate_params
 
     spec = model if model.removeprefix("model:").isdigit() else absolute(model)

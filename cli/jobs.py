@@ -89,8 +89,8 @@ def show(job_id: int = typer.Argument(..., help="The job's id."),
 
 def job_report(session: Session, job_id: int) -> dict[str, Any]:
     """Everything ``jobs show`` says about a job, as plain data. Raises ``typer.Exit(1)`` for an unknown job."""
+    from db import pages as frontier
     from db.jobs import get_job, job_progress
-    from producer.crawl import frontier
 
     job = get_job(session, job_id)
     rows = job_progress(session, job_id)
@@ -130,7 +130,7 @@ def print_job(session: Session, job_id: int, wide: bool = False) -> None:
 
 def _print_crawl_pages(session: Session, job_id: int) -> None:
     """HTML pages apart from robots.txt, sitemaps, aliases and resources; sitemaps on another host in one line."""
-    from producer.crawl import frontier
+    from db import pages as frontier
     from producer.crawl.crawler import FALLBACK_SITEMAPS, OFF_SITE_SITEMAP
     from producer.crawl.progress import crawl_progress
 

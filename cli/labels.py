@@ -59,9 +59,9 @@ def export_labels(
 ) -> None:
     """Write a training manifest of the corrected images, downloading them again (safely) next to it."""
     from aidetect.settings import get_settings
+    from fetch.client import SafeFetcher
     from training.labels_export import ExportConfig
     from training.labels_export import export_labels as run_export
-    from worker.fetch import SafeFetcher
 
     settings = get_settings()
     with transaction(open_database()) as session:

@@ -33,12 +33,12 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.queues import read_depths
-from cli.status import active_model_summary, image_counts, oldest_pending_queued_at, with_connect_timeout
 from db.models import WorkStatus
+from db.session import set_statement_timeout, with_connect_timeout
+from db.status import active_model_summary, image_counts, oldest_pending_queued_at
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,7 @@ class DatabaseCollector(Collector):
         start = time.perf_counter()
         try:
             with self.sessions() as session:
-                if session.get_bind().dialect.name == "postgresql":
-                    session.execute(text(f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"))
+                set_statement_timeout(session, self.statement_timeout_ms)
                 metrics = list(self._families(session))
         except Exception as exc:  # unreachable, or not migrated yet
             log.warning("database unavailable: %s", str(exc).splitlines()[0])

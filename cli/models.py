@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from cli.common import OutputFormat, console, emit, err_console
-from cli.train import LOCAL, PROMOTE_TASK, WAIT, absolute, database, submit
+from cli.train import LOCAL, WAIT, absolute, database, submit
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="List, inspect, register and promote models.")
 
@@ -82,6 +82,8 @@ def promote(
             err_console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
     else:
+        from aidetect.celery_app import PROMOTE_TASK
+
         data = submit("", PROMOTE_TASK, {}, {"model": _spec(model)}, wait)
         if data is None:
             return

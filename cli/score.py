@@ -58,19 +58,19 @@ def score(
     from aidetect.settings import get_settings
     from cli.common import open_database
     from db.results import ResultFilter, query_results
+    from fetch.client import SafeFetcher
+    from fetch.local import LocalFileFetcher
     from producer.enqueue import EnqueueOptions, enqueue_urls
     from producer.reader import read_url_source
     from worker.embedded import (
         InProcessSender,
         Interrupted,
-        LocalFileFetcher,
         expand_inputs,
         normalise_input,
         release_rows,
         signals_raise_interrupted,
         unfinished_rows,
     )
-    from worker.fetch import SafeFetcher
     from worker.runtime import WorkerRuntime
 
     settings = get_settings()

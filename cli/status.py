@@ -3,8 +3,8 @@
 The broker and the database are read separately: when one does not answer, its sections say
 so and the others still show; the command then exits with status 1. Never imports torch.
 
-The query functions take a ``Session`` and never commit, like those in ``db/``; the metrics
-exporter (``cli/metrics_cmd.py``) uses them too.
+The queries are in ``db/status.py`` and ``db/jobs.py``; the metrics exporter (``cli/metrics_cmd.py``)
+reads the same counts.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import typer
 from celery import Celery
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.queues import consumers_by_queue, online_workers, read_depths
 from cli.tables import Column, Kind, render
-from db.models import Image, Model, WorkStatus
+from db.jobs import jobs_in_progress
+from db.session import with_connect_timeout
+from db.status import active_model_summary, failures_since
 
 FAILURE_WINDOW = timedelta(hours=1)
 
@@ -34,83 +34,6 @@ FAILURE_WINDOW = timedelta(hours=1)
 class OutputFormat(enum.StrEnum):
     TABLE = "table"
     JSON = "json"
-
-
-@dataclass(frozen=True)
-class ImageCount:
-    status: str
-    error_code: str | None
-    images: int
-
-
-def image_counts(session: Session) -> list[ImageCount]:
-    """Images per (status, error_code): one scan of ``images``."""
-    rows = session.execute(
-        select(Image.status, Image.error_code, func.count()).group_by(Image.status, Image.error_code)
-    )
-    return [ImageCount(str(WorkStatus(status)), code, int(n)) for status, code, n in rows]
-
-
-def failures_since(session: Session, since: datetime) -> dict[str, int]:
-    """Images that ended as failed since ``since``, by error code (most frequent first)."""
-    code = func.coalesce(Image.error_code, "unknown")
-    rows = session.execute(
-        select(code, func.count())
-        .where(Image.status == WorkStatus.FAILED, Image.finished_at >= since)
-        .group_by(code)
-        .order_by(func.count().desc(), code)
-    )
-    return {str(c): int(n) for c, n in rows}
-
-
-def oldest_pending_queued_at(session: Session) -> datetime | None:
-    """When the oldest image still queued or running was queued (None: nothing pending)."""
-    return session.scalar(
-        select(func.min(Image.queued_at)).where(Image.status.in_([WorkStatus.QUEUED, WorkStatus.RUNNING]))
-    )
-
-
-def active_model_summary(session: Session) -> dict[str, Any] | None:
-    """The active model as plain data, or None when no model is active yet."""
-    model = session.scalar(select(Model).where(Model.active.is_(True)))
-    if model is None:
-        return None
-    return {
-        "id": model.id,
-        "name": model.name,
-        "version": model.version,
-        "arch": model.arch,
-        "sha256": model.checkpoint_sha256,
-        "threshold_ai": model.threshold_ai,
-        "threshold_real": model.threshold_real,
-        "created_at": model.created_at,
-    }
-
-
-JOB_COLUMNS = (
-    "job_id", "kind", "source", "images", "images_pending", "images_done", "images_failed",
-    "pages_pending", "pages_crawled", "pages_failed", "n_ai", "ai_share",
-)
-
-
-def jobs_in_progress(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    """Rows of the ``job_progress`` view with images or pages still pending, newest first."""
-    rows = session.execute(
-        text(
-            f"SELECT {', '.join(JOB_COLUMNS)} FROM job_progress "
-            "WHERE images_pending > 0 OR pages_pending > 0 ORDER BY job_id DESC LIMIT :limit"
-        ),
-        {"limit": limit},
-    )
-    return [dict(row._mapping) for row in rows]
-
-
-def with_connect_timeout(url: str, seconds: int) -> str:
-    """A PostgreSQL URL that gives up connecting after ``seconds`` (other URLs unchanged)."""
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("postgres") or "connect_timeout" in parsed.query:
-        return url
-    return parsed.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(hide_password=False)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Queue mode creates the ``training_runs`` row, sends the task by name to queue ``training`` (paths made
 absolute: the worker must see the same storage) and follows its progress until it ends (``--no-wait``
 returns at once). ``--local`` runs the same job here, against DATABASE_URL (default ./aidetect.db).
-Torch is imported only in ``--local`` mode.
+Option defaults are those of ``training.config`` (TrainConfig, DistillRecipe). Torch is imported only in
+``--local`` mode.
 """
 
 from __future__ import annotations
@@ -18,27 +19,26 @@ import typer
 from tqdm import tqdm
 
 from cli.common import console, err_console, open_database
+from training.config import RECIPE_DEFAULTS, TEACHER_REAL_PER_AI, TRAIN_DEFAULTS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Train family teachers and distil them into the student detector.")
-
-TEACHER_TASK = "training.train_teacher"
-DISTILL_TASK = "training.distill"
-EVALUATE_TASK = "training.evaluate"
-PROMOTE_TASK = "training.promote"
 
 MANIFEST = typer.Option(..., "--manifest", "-m", help="Manifest CSV (paths relative to it).")
 LOCAL = typer.Option(False, "--local", help="Run in this process instead of on the training queue.")
 WAIT = typer.Option(True, "--wait/--no-wait", help="Queue mode: follow the task until it ends.")
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="Where run directories (epoch state, checkpoints) go.")
-HEAD_ONLY = typer.Option(False, "--head-only/--fine-tune", help="Frozen ImageNet backbone, cached features, "
-                         "only the Linear head trains (training.headonly); --epochs, --lr are then unused.")
-HEAD_VIEWS = typer.Option(4, "--head-views", min=0, help="Head-only: random training views per image.")
-HEAD_L2 = typer.Option(0.03, "--head-l2", min=0.0, help="Head-only: L2 penalty on the head weights.")
-FEATURE_CACHE = typer.Option(None, "--feature-cache", help="Head-only: feature cache shared between runs.")
-TARGET_FPR = typer.Option(0.01, "--target-fpr", min=0.0, max=1.0,
+HEAD_ONLY = typer.Option(TRAIN_DEFAULTS.head_only, "--head-only/--fine-tune",
+                         help="Frozen ImageNet backbone, cached features, only the Linear head trains "
+                         "(training.headonly); --epochs, --lr are then unused.")
+HEAD_VIEWS = typer.Option(TRAIN_DEFAULTS.head_views, "--head-views", min=0,
+                          help="Head-only: random training views per image.")
+HEAD_L2 = typer.Option(TRAIN_DEFAULTS.head_l2, "--head-l2", min=0.0, help="Head-only: L2 penalty on the head weights.")
+FEATURE_CACHE = typer.Option(TRAIN_DEFAULTS.feature_cache, "--feature-cache",
+                             help="Head-only: feature cache shared between runs.")
+TARGET_FPR = typer.Option(TRAIN_DEFAULTS.target_fpr, "--target-fpr", min=0.0, max=1.0,
                           help="Uncertain band: at most this share of real val images called AI.")
-TARGET_FNR = typer.Option(0.01, "--target-fnr", min=0.0, max=1.0,
+TARGET_FNR = typer.Option(TRAIN_DEFAULTS.target_fnr, "--target-fnr", min=0.0, max=1.0,
                           help="Uncertain band: at most this share of AI val images called real.")
 
 
@@ -170,17 +170,21 @@ def train_options(arch: str, epochs: int, input_size: int, batch_size: int, lr: 
 def teacher(
     family: str = typer.Argument(..., help="Family trained against real images, e.g. midjourney."),
     manifest: Path = MANIFEST,
-    arch: str = typer.Option("tf_efficientnet_lite0", "--arch", help="Any timm architecture."),
-    epochs: int = typer.Option(2, "--epochs", min=1),
-    input_size: int = typer.Option(160, "--input-size", min=32),
-    batch_size: int = typer.Option(32, "--batch-size", min=2),
-    lr: float = typer.Option(5e-4, "--lr"),
-    freeze_blocks: int = typer.Option(2, "--freeze-blocks", min=0, help="Frozen stem + first N stages."),
-    real_per_ai: float = typer.Option(1.0, "--real-per-ai", help="Real images per AI image in each epoch."),
-    pretrained: bool = typer.Option(True, "--pretrained/--scratch", help="ImageNet weights (lite0/1/2)."),
-    init_checkpoint: Path | None = typer.Option(None, "--init-checkpoint", help="Backbone safetensors to start from."),
-    num_workers: int = typer.Option(1, "--num-workers", min=0),
-    seed: int = typer.Option(0, "--seed"),
+    arch: str = typer.Option(TRAIN_DEFAULTS.arch, "--arch", help="Any timm architecture."),
+    epochs: int = typer.Option(TRAIN_DEFAULTS.epochs, "--epochs", min=1),
+    input_size: int = typer.Option(TRAIN_DEFAULTS.input_size, "--input-size", min=32),
+    batch_size: int = typer.Option(TRAIN_DEFAULTS.batch_size, "--batch-size", min=2),
+    lr: float = typer.Option(TRAIN_DEFAULTS.lr, "--lr"),
+    freeze_blocks: int = typer.Option(TRAIN_DEFAULTS.freeze_blocks, "--freeze-blocks", min=0,
+                                      help="Frozen stem + first N stages."),
+    real_per_ai: float = typer.Option(TEACHER_REAL_PER_AI, "--real-per-ai",
+                                      help="Real images per AI image in each epoch."),
+    pretrained: bool = typer.Option(TRAIN_DEFAULTS.pretrained, "--pretrained/--scratch",
+                                    help="ImageNet weights (lite0/1/2)."),
+    init_checkpoint: Path | None = typer.Option(TRAIN_DEFAULTS.init_checkpoint, "--init-checkpoint",
+                                                help="Backbone safetensors to start from."),
+    num_workers: int = typer.Option(TRAIN_DEFAULTS.num_workers, "--num-workers", min=0),
+    seed: int = typer.Option(TRAIN_DEFAULTS.seed, "--seed"),
     head_only: bool = HEAD_ONLY,
     head_views: int = HEAD_VIEWS,
     head_l2: float = HEAD_L2,
@@ -192,6 +196,7 @@ def teacher(
     wait: bool = WAIT,
 ) -> None:
     """Train one family-vs-real teacher; thresholds chosen on the val split; registered as role=teacher."""
+    from aidetect.celery_app import TEACHER_TASK
     from training.service import teacher_params
 
     train = train_options(arch, epochs, input_size, batch_size, lr, freeze_blocks, num_workers, seed,
@@ -211,18 +216,19 @@ def distill(
     manifest: Path = MANIFEST,
     teachers: list[str] = typer.Option([], "--teacher", "-t", help="Teacher checkpoint dir, model:<id>, "
                                        "family=<dir|model:id|hub:id>; repeat. None: labels-only student."),
-    arch: str = typer.Option("tf_efficientnet_lite0", "--arch"),
-    epochs: int = typer.Option(2, "--epochs", min=1),
-    input_size: int = typer.Option(160, "--input-size", min=32),
-    batch_size: int = typer.Option(32, "--batch-size", min=2),
-    lr: float = typer.Option(5e-4, "--lr"),
-    freeze_blocks: int = typer.Option(2, "--freeze-blocks", min=0),
-    temperature: float = typer.Option(2.0, "--temperature", min=0.05),
-    alpha: float = typer.Option(0.7, "--alpha", min=0.0, max=1.0, help="Weight of the soft targets in family heads."),
-    label_weight: float = typer.Option(1.0, "--label-weight", min=0.0),
-    family_weight: float = typer.Option(1.0, "--family-weight", min=0.0),
-    num_workers: int = typer.Option(1, "--num-workers", min=0),
-    seed: int = typer.Option(0, "--seed"),
+    arch: str = typer.Option(TRAIN_DEFAULTS.arch, "--arch"),
+    epochs: int = typer.Option(TRAIN_DEFAULTS.epochs, "--epochs", min=1),
+    input_size: int = typer.Option(TRAIN_DEFAULTS.input_size, "--input-size", min=32),
+    batch_size: int = typer.Option(TRAIN_DEFAULTS.batch_size, "--batch-size", min=2),
+    lr: float = typer.Option(TRAIN_DEFAULTS.lr, "--lr"),
+    freeze_blocks: int = typer.Option(TRAIN_DEFAULTS.freeze_blocks, "--freeze-blocks", min=0),
+    temperature: float = typer.Option(RECIPE_DEFAULTS.temperature, "--temperature", min=0.05),
+    alpha: float = typer.Option(RECIPE_DEFAULTS.alpha, "--alpha", min=0.0, max=1.0,
+                                help="Weight of the soft targets in family heads."),
+    label_weight: float = typer.Option(RECIPE_DEFAULTS.label_weight, "--label-weight", min=0.0),
+    family_weight: float = typer.Option(RECIPE_DEFAULTS.family_weight, "--family-weight", min=0.0),
+    num_workers: int = typer.Option(TRAIN_DEFAULTS.num_workers, "--num-workers", min=0),
+    seed: int = typer.Option(TRAIN_DEFAULTS.seed, "--seed"),
     head_only: bool = HEAD_ONLY,
     head_views: int = HEAD_VIEWS,
     head_l2: float = HEAD_L2,
@@ -234,6 +240,7 @@ def distill(
     wait: bool = WAIT,
 ) -> None:
     """Distil the teachers into the student (p(AI) from labels, family heads from teachers)."""
+    from aidetect.celery_app import DISTILL_TASK
     from training.service import distill_params
 
     train = train_options(arch, epochs, input_size, batch_size, lr, freeze_blocks, num_workers, seed,

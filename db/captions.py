@@ -1,43 +1,23 @@
 """Captions of real photographs (data preparation), keyed on the image bytes and the captioning model.
 
 The table lets a second run, another manifest holding the same photo, or another machine sharing the database
-reuse a caption instead of recomputing it. Repository functions take a Session and never commit.
+reuse a caption instead of recomputing it (the model is ``db.models.Caption``). Repository functions take a Session
+and never commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, String, Text, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from db.models import Base, intpk, sha256_hex, utcnow
+from db.models import Caption, utcnow
 from db.upsert import insert_for
 
 _CHUNK = 500  # ids per IN (...) list
-
-
-class Caption(Base):
-    """One caption: what ``model`` (with text ``prompt``, often empty) said about the image with these bytes."""
-
-    __tablename__ = "captions"
-
-    id: Mapped[intpk]
-    content_sha256: Mapped[sha256_hex]
-    model: Mapped[str] = mapped_column(String(255), nullable=False)
-    prompt: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    caption: Mapped[str] = mapped_column(Text, nullable=False)
-    path: Mapped[str | None] = mapped_column(Text)  # where the image was when it was captioned
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
-
-    __table_args__ = (
-        UniqueConstraint("content_sha256", "model", "prompt", name="uq_captions_content_model_prompt"),
-        Index("ix_captions_model", "model"),
-    )
 
 
 @dataclass(frozen=True)

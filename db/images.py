@@ -111,6 +111,11 @@ def queue_images(
     return result
 
 
+def image_url(session: Session, image_id: int) -> str:
+    """The URL of one row; raises NoResultFound when there is none."""
+    return session.execute(select(Image.url).where(Image.id == image_id)).scalar_one()
+
+
 @dataclass(frozen=True)
 class ClaimedImage:
     id: int
@@ -243,6 +248,12 @@ def find_stuck_rows(session: Session, older_than: timedelta, limit: int = 10_000
 def count_queued(session: Session) -> int:
     """Rows waiting for a worker (``queued``), whatever their age."""
     return int(session.scalar(select(func.count()).select_from(Image).where(Image.status == WorkStatus.QUEUED)) or 0)
+
+
+def count_unfinished(session: Session) -> int:
+    """Rows ``queued`` or ``running``, whatever their age."""
+    pending = Image.status.in_([WorkStatus.QUEUED, WorkStatus.RUNNING])
+    return int(session.scalar(select(func.count()).select_from(Image).where(pending)) or 0)
 
 
 def oldest_queued(session: Session, older_than: timedelta, limit: int, now: datetime | None = None) -> list[int]:

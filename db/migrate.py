@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -33,3 +33,8 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def has_schema(engine: Engine) -> bool:
+    """Whether the database holds the aidetect tables (``images`` stands for them)."""
+    return inspect(engine).has_table("images")

@@ -77,6 +77,17 @@ class VerdictReason(enum.StrEnum):
     GENERATOR_METADATA = "generator_metadata"  # generation parameters or a generator's name in the metadata
 
 
+class PageKind(enum.StrEnum):
+    """What a ``pages`` row holds; each kind has its own handler in the crawler (``producer.crawl``)."""
+
+    HTML = "html"
+    SITEMAP = "sitemap"
+    ROBOTS = "robots"
+    RESOURCE = "resource"  # queued as a page, served as something else (an image, a PDF): never parsed
+    ALIAS = "alias"  # another URL of a page already crawled (its rel=canonical): never fetched
+    STYLESHEET = "stylesheet"  # fetched for its images only, never a row (a fetch policy, not a handler)
+
+
 class TrueLabel(enum.StrEnum):
     AI = "ai"
     REAL = "real"
@@ -224,7 +235,7 @@ class Page(Base):
     domain: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
     depth: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
-    kind: Mapped[str] = mapped_column(String(16), default="html", nullable=False)  # html | sitemap | robots
+    kind: Mapped[str] = mapped_column(String(16), default="html", nullable=False)  # a PageKind value
     status: Mapped[WorkStatus] = mapped_column(
         _enum(WorkStatus, "page_status"), default=WorkStatus.QUEUED, nullable=False
     )
@@ -254,7 +265,7 @@ class ImageSource(Base):
         ForeignKey("pages.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     alt_text: Mapped[str | None] = mapped_column(Text)
-    # how the page shows it: img | srcset | css | icon | meta | link | sitemap (producer.crawl.discover.FoundAs)
+    # how the page shows it: img | srcset | css | icon | meta | link | sitemap (producer.crawl.found.FoundAs)
     found_as: Mapped[str | None] = mapped_column(String(16))
 
 
@@ -294,3 +305,23 @@ class TrainingRun(Base):
     created_at: Mapped[created]
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Caption(Base):
+    """One caption: what ``model`` (with text ``prompt``, often empty) said about the image with these bytes."""
+
+    __tablename__ = "captions"
+
+    id: Mapped[intpk]
+    content_sha256: Mapped[sha256_hex]
+    model: Mapped[str] = mapped_column(String(255), nullable=False)
+    prompt: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    caption: Mapped[str] = mapped_column(Text, nullable=False)
+    path: Mapped[str | None] = mapped_column(Text)  # where the image was when it was captioned
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("content_sha256", "model", "prompt", name="uq_captions_content_model_prompt"),
+        Index("ix_captions_model", "model"),
+    )

@@ -59,6 +59,12 @@ def register_model(
     return model
 
 
+def record_metrics(session: Session, model: Model, metrics: dict[str, Any]) -> Model:
+    """Merge evaluation metrics (keyed by split) into the model row."""
+    model.metrics = {**(model.metrics or {}), **metrics}
+    return model
+
+
 def promote(session: Session, model_id: int) -> Model:
     """Make ``model_id`` the one active model (workers switch on their next batch)."""
     model = session.get(Model, model_id)

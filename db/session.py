@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,6 +51,14 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def with_connect_timeout(url: str, seconds: int) -> str:
+    """A PostgreSQL URL that gives up connecting after ``seconds`` (other URLs unchanged)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgres") or "connect_timeout" in parsed.query:
+        return url
+    return parsed.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(hide_password=False)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -60,6 +68,12 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def set_statement_timeout(session: Session, milliseconds: int) -> None:
+    """Cancel any statement of this transaction that runs longer (PostgreSQL; other databases: no limit)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL statement_timeout = {int(milliseconds)}"))
 
 
 def masked(url: str) -> str:

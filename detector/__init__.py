@@ -1,8 +1,8 @@
 """The model: architecture, preprocessing, checkpoint format, loaders and ``Detector.predict``.
 
 Importing this package is cheap in dependencies: torch is imported when ``detector.Detector`` (the PyTorch
-backend) is first used, never by the ONNX path (``detector.base``, ``detector.onnx_backend``); transformers is
-only imported by ``detector.hub`` loaders, when called.
+backend) is first used, never by the ONNX path (``detector.base``, ``detector.onnx_backend``). Third-party hub
+classifiers and the packaged ImageNet weights serve only training (``training.hub``, ``training.pretrained``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from detector.errors import (
     CheckpointError,
     DecodeError,
     DetectorError,
-    HubUnavailableError,
     NoCheckpointError,
 )
 from detector.verdict import Thresholds, Verdict
@@ -41,7 +40,6 @@ __all__ = [
     "DecodeError",
     "Detector",
     "DetectorError",
-    "HubUnavailableError",
     "ModelConfig",
     "ModelInfo",
     "NoCheckpointError",

@@ -37,7 +37,3 @@ class NoCheckpointError(CheckpointError):
 
     def __init__(self, message: str = NO_CHECKPOINT) -> None:
         super().__init__(message)
-
-
-class HubUnavailableError(DetectorError):
-    """A hub model was asked for but the model hub cannot be reached (and it is not cached)."""

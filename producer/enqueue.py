@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url, url_hash
 from db import images as image_repo
-from db.jobs import create_job
-from db.models import Job
+from db.jobs import create_job, set_job_counts
 from db.registry import active_model
 from db.session import transaction
 from producer.reader import RejectedLine, printable, read_url_source
@@ -201,10 +200,6 @@ def _record_rejections(session: Session, job_id: int, rejected: list[tuple[str, 
 
 
 def _finish_job(session: Session, job_id: int, summary: EnqueueSummary) -> None:
-    job = session.get(Job, job_id)
-    assert job is not None
-    job.submitted = summary.submitted
-    job.accepted = summary.accepted
-    job.duplicates = summary.duplicates
-    job.rejected = sum(summary.rejected.values())
-    job.params = {**job.params, "rejected_by_reason": dict(summary.rejected), "messages": summary.messages}
+    set_job_counts(session, job_id, submitted=summary.submitted, accepted=summary.accepted,
+                   duplicates=summary.duplicates, rejected=sum(summary.rejected.values()),
+                   params={"rejected_by_reason": dict(summary.rejected), "messages": summary.messages})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amqp.exceptions import ChannelError
 from celery import Celery
 
 from aidetect.celery_app import DETECT_QUEUE, DETECT_TASK
+from aidetect.queues import read_depths
 
 
 class CelerySender:
@@ -22,9 +22,4 @@ class CelerySender:
 
     def queue_depth(self) -> int:
         """Messages waiting in the queue (all priority lists included)."""
-        with self.app.connection_for_read() as connection:
-            try:
-                _, count, _ = connection.default_channel.queue_declare(queue=self.queue, passive=True)
-            except ChannelError:  # Redis has no key for an empty queue
-                return 0
-        return int(count)
+        return read_depths(self.app, [self.queue]).depth(self.queue)

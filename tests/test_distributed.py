@@ -16,7 +16,8 @@ from producer.enqueue import EnqueueOptions, enqueue_urls
 from producer.sender import CelerySender
 from tests import image_factory as images
 from tests.conftest import ServiceEnv, wait_until
-from tests.worker.http_server import LocalHTTPServer, drip
+from tests.httpserver.handlers import drip
+from tests.httpserver.server import LocalHTTPServer
 
 N_IMAGES = 200
 

@@ -1,7 +1,7 @@
 """Multi-teacher distillation into the student (tf_efficientnet_lite0 by default).
 
 The p(AI) head learns from the labels; family head k learns from teacher k's temperature-scaled soft
-targets, mixed with the hard family labels (see ``training.losses.DistillRecipe``). Teacher logits are
+targets, mixed with the hard family labels (see ``training.config.DistillRecipe``). Teacher logits are
 computed once per training image on the evaluation view ("offline" soft targets, cached in the run
 directory): running three teachers beside every student step would triple the CPU cost.
 With no teachers (or ``alpha = 0``) this is the labels-only student of the ablation.
@@ -9,7 +9,6 @@ With no teachers (or ``alpha = 0``) this is the labels-only student of the ablat
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,23 +18,16 @@ import torch
 
 from detector.checkpoint import load_checkpoint
 from detector.config import FAMILIES
-from training import metrics
+from training.config import DistillRecipe, TrainConfig
 from training.data import DetectionDataset
-from training.losses import DistillRecipe, detector_loss
+from training.engine import LossFn
+from training.fitting import prepare_data
+from training.losses import detector_loss
 from training.manifest import counts, load_manifest, normalise_family
+from training.network import model_config
 from training.progress import Report, silent
-from training.recipe import (
-    TrainConfig,
-    build_network,
-    finish,
-    model_config,
-    prepare_data,
-    score,
-    score_eval,
-    sigmoid,
-    train_head_or_fit,
-)
-from training.teacher import RunResult
+from training.runner import Job, RunResult, run
+from training.scoring import score
 
 SOFT_TARGETS = "soft_targets.npz"
 HUB_PREFIX = "hub:"
@@ -77,7 +69,7 @@ def _teacher_logits(ref: TeacherRef, samples: list, tc: TrainConfig, report: Rep
     frozen ImageNet backbone, so its evaluation-view features are usually cached already) and apply its head.
     """
     if ref.source.startswith(HUB_PREFIX):
-        from detector.hub import load_hub_model
+        from training.hub import load_hub_model
 
         model = load_hub_model(ref.source.removeprefix(HUB_PREFIX))
         images = prepare_data(samples, _plain_config(tc), report, f"teacher_{ref.family}_load")
@@ -129,7 +121,6 @@ def distill(teachers: list[str], manifest_path: str | Path, tc: TrainConfig, rec
     """Train the student on the train split; thresholds from the val split. Raises ManifestError."""
     run_dir.mkdir(parents=True, exist_ok=True)
     refs = [parse_teacher(t) for t in teachers]
-    timings: dict[str, float] = {}
     manifest = load_manifest(manifest_path, required_splits=(tc.train_split, tc.val_split))
     train, val = manifest.split(tc.train_split), manifest.split(tc.val_split)
     kind = "distilled" if refs and recipe.alpha > 0 else "labels-only"
@@ -138,31 +129,15 @@ def distill(teachers: list[str], manifest_path: str | Path, tc: TrainConfig, rec
         "soft_targets": "offline: teacher logits on the evaluation view of each training image",
         "train": tc.to_dict(), "data": manifest.provenance(), "train_counts": counts(train), "val_counts": counts(val),
     }
-    config = model_config(tc, FAMILIES, "aidetect-student", provenance)
 
-    started = time.monotonic()
-    train_ds = DetectionDataset(train, prepare_data(train, config, report, "load_train"), config, tc.augment, tc.seed)
-    val_ds = DetectionDataset(val, prepare_data(val, config, report, "load_val"), config)
-    timings["load_s"] = time.monotonic() - started
+    def make_loss() -> LossFn:
+        targets = torch.from_numpy(soft_targets(refs, train, tc, run_dir, report)) if refs else None
 
-    started = time.monotonic()
-    targets = torch.from_numpy(soft_targets(refs, train, tc, run_dir, report)) if refs else None
-    timings["soft_targets_s"] = time.monotonic() - started
+        def loss_fn(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            teacher = targets[batch["index"]] if targets is not None else None
+            return detector_loss(logits, batch["label"], batch["family_index"], recipe, teacher)
 
-    def loss_fn(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        teacher = targets[batch["index"]] if targets is not None else None
-        return detector_loss(logits, batch["label"], batch["family_index"], recipe, teacher)
+        return loss_fn
 
-    started = time.monotonic()
-    net = build_network(config, tc)
-    state = train_head_or_fit(net, train_ds, loss_fn, tc, run_dir, report)
-    timings["train_s"] = time.monotonic() - started
-
-    started = time.monotonic()
-    val_scores = sigmoid(score_eval(net, val_ds, tc, run_dir, report, "val")[:, 0])
-    path, chosen = finish(net, config, val_scores, val_ds.labels, run_dir, {"history": state.history},
-                          tc.target_fpr, tc.target_fnr)
-    timings["val_s"] = time.monotonic() - started
-    val_metrics = metrics.binary_summary(val_scores, val_ds.labels, chosen.decision)
-    report("done", checkpoint=str(path), **{k: v for k, v in val_metrics.items() if isinstance(v, float)})
-    return RunResult(path, val_metrics, chosen.to_dict(), state.history, timings)
+    job = Job("aidetect-student", FAMILIES, train, val, provenance, make_loss, loss_timing="soft_targets_s")
+    return run(job, tc, run_dir, report)

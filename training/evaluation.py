@@ -24,8 +24,8 @@ from training.data import DetectionDataset, load_images, make_loader
 from training.engine import predict, set_threads
 from training.manifest import REAL_FAMILY, Sample, load_manifest
 from training.progress import Report, silent
-from training.recipe import sigmoid
 from training.report import write_plots, write_report
+from training.scoring import sigmoid
 
 
 @dataclass(frozen=True)

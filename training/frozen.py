@@ -43,13 +43,13 @@ from sklearn.preprocessing import StandardScaler
 from detector.checkpoint import save_checkpoint
 from detector.config import CropPolicy, ModelConfig
 from detector.model import DetectorNet
-from detector.pretrained import init_backbone_from_imagenet
 from training.band import choose_band
 from training.features import FeatureStore, ViewSpec, extract_features
 from training.forensic import FORENSIC_DIM
 from training.headonly import fit_head
 from training.losses import family_targets
 from training.manifest import REAL_FAMILY, Sample, load_manifest
+from training.pretrained import init_backbone_from_imagenet
 from training.progress import Report, bar_report
 
 log = logging.getLogger(__name__)

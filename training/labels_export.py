@@ -24,27 +24,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
+from aidetect.image_formats import format_suffix
 from db.labels import CorrectedImage
 from db.models import TrueLabel
 from detector.errors import DecodeError
 from detector.preprocess import decode_image
-from worker.errors import FetchError
-from worker.fetch import FetchResult
+from fetch.errors import FetchError
+from fetch.protocol import Fetcher
 
 MANIFEST_COLUMNS = (
     "path", "label", "family", "generator", "source", "split", "url",
     "image_id", "sha256", "provenance", "labelled_by", "labelled_at", "note",
 )
 FAILURE_COLUMNS = ("image_id", "url", "code", "detail")
-EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
 REAL_FAMILY = "real"
 UNKNOWN = "unknown"
-
-
-class Fetcher(Protocol):
-    def fetch(self, url: str) -> FetchResult: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +55,7 @@ class ExportConfig:
 class ExportFailure:
     image_id: int
     url: str
-    code: str  # a worker.errors / detector.errors code, or content_changed
+    code: str  # a fetch.errors / detector.errors code, or content_changed
     detail: str
 
 
@@ -113,7 +108,7 @@ def _export_one(
     except DecodeError as exc:
         return failure(exc.code, exc.detail)
     family = family_of(item)
-    extension = EXTENSIONS.get(str(image.info.get("format")), ".img")
+    extension = format_suffix(image.info.get("format"))
     relative = Path("images") / item.label.value / family / f"{item.image_id}{extension}"
     _write_atomic(out / relative, fetched.content)
     return {

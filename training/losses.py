@@ -5,30 +5,12 @@ Head layout (``detector.model``): logit 0 is p(AI), logit 1 + k is "this is fami
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 
+from training.config import DistillRecipe
+
 IGNORE = -1.0  # a family target that says nothing (an AI image of another family)
-
-
-@dataclass(frozen=True)
-class DistillRecipe:
-    """How the student's loss mixes labels and teachers; stored in the checkpoint's provenance.
-
-    loss = label_weight * BCE(p_ai, y)
-         + family_weight * mean_k[ alpha * KD_T(s_k, t_k) + (1 - alpha) * BCE_masked(s_k, y_k) ]
-    With ``alpha = 0`` and no teachers this is the labels-only ablation.
-    """
-
-    temperature: float = 2.0
-    alpha: float = 0.7
-    label_weight: float = 1.0
-    family_weight: float = 1.0
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def binary_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

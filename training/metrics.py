@@ -1,7 +1,8 @@
-"""Binary detection metrics on plain numpy arrays (scores = p(AI), labels 1 = AI).
+"""Binary detection metrics on plain numpy arrays (scores = p(AI), labels 1 = AI), from scikit-learn.
 
-Written out rather than imported so the training worker needs no scikit-learn; the tests check every
-function against scikit-learn on fixed inputs.
+These wrappers fix the argument order (scores first), refuse what is undefined (a missing class raises
+ValueError instead of scikit-learn's warning and NaN) and add what scikit-learn does not have: the TPR at a
+false-positive budget, the expected calibration error and the headline summary.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 
 
 @dataclass(frozen=True)
@@ -30,42 +33,32 @@ def _both_classes(labels: np.ndarray) -> bool:
     return bool(labels.size) and 0 < labels.sum() < labels.size
 
 
-def _cumulative_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True and false positives at each distinct threshold, thresholds decreasing."""
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    last_of_tie = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
-    tps = np.cumsum(labels)[last_of_tie]
-    fps = (last_of_tie + 1) - tps
-    return tps.astype(np.float64), fps.astype(np.float64), scores[last_of_tie]
+def _need_both_classes(labels: np.ndarray, what: str) -> None:
+    if not _both_classes(labels):
+        raise ValueError(f"{what} needs both classes")
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> RocCurve:
-    """ROC curve with ties handled as one point; starts at (0, 0) with threshold +inf."""
+    """ROC curve with ties handled as one point and no point dropped; starts at (0, 0) with threshold +inf."""
     scores, labels = _as_arrays(scores, labels)
-    if not _both_classes(labels):
-        raise ValueError("the ROC curve needs both classes")
-    tps, fps, thresholds = _cumulative_counts(scores, labels)
-    tpr = np.r_[0.0, tps / tps[-1]]
-    fpr = np.r_[0.0, fps / fps[-1]]
-    return RocCurve(fpr=fpr, tpr=tpr, thresholds=np.r_[np.inf, thresholds])
+    _need_both_classes(labels, "the ROC curve")
+    fpr, tpr, thresholds = skm.roc_curve(labels, scores, drop_intermediate=False)
+    return RocCurve(fpr=fpr, tpr=tpr, thresholds=thresholds)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (trapezoidal, ties count one half)."""
-    curve = roc_curve(scores, labels)
-    return float(np.trapezoid(curve.tpr, curve.fpr))
+    """Area under the ROC curve (ties count one half)."""
+    scores, labels = _as_arrays(scores, labels)
+    _need_both_classes(labels, "the ROC curve")
+    return float(skm.roc_auc_score(labels, scores))
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Sum over thresholds of (R_n - R_{n-1}) * P_n: scikit-learn's definition, no interpolation."""
+    """Sum over thresholds of (R_n - R_{n-1}) * P_n (no interpolation)."""
     scores, labels = _as_arrays(scores, labels)
     if not labels.sum():
         raise ValueError("average precision needs positives")
-    tps, fps, _ = _cumulative_counts(scores, labels)
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(skm.average_precision_score(labels, scores))
 
 
 def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float) -> float:
@@ -76,18 +69,17 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float) -> float:
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    """Share of images right when p >= threshold means AI."""
+    """Share of images right when p >= threshold means AI (NaN for no images)."""
     scores, labels = _as_arrays(scores, labels)
-    return float(np.mean((scores >= threshold).astype(np.int64) == labels)) if labels.size else float("nan")
+    return float(skm.accuracy_score(labels, scores >= threshold)) if labels.size else float("nan")
 
 
 def balanced_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    """Mean of the true-positive and true-negative rates at ``threshold``."""
+    """Mean of the true-positive and true-negative rates at ``threshold`` (NaN when a class is missing)."""
     scores, labels = _as_arrays(scores, labels)
-    predicted = scores >= threshold
-    tpr = predicted[labels == 1].mean()
-    tnr = (~predicted[labels == 0]).mean()
-    return float((tpr + tnr) / 2)
+    if not _both_classes(labels):
+        return float("nan")
+    return float(skm.balanced_accuracy_score(labels, scores >= threshold))
 
 
 @dataclass(frozen=True)
@@ -101,19 +93,20 @@ class Reliability:
 
 
 def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> Reliability:
-    """Expected calibration error of p(AI) over ``bins`` equal-width bins (right-closed, as scikit-learn bins).
+    """Expected calibration error of p(AI) over ``bins`` equal-width bins (scikit-learn's calibration curve).
 
     ECE = sum_b n_b / N * |mean(label in b) - mean(p in b)|.
     """
     scores, labels = _as_arrays(scores, labels)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.searchsorted(edges[1:-1], scores)  # scikit-learn: an edge value goes to the lower bin
-    count = np.bincount(index, minlength=bins)
-    keep = count > 0
-    confidence = np.bincount(index, weights=scores, minlength=bins)[keep] / count[keep]
-    frequency = np.bincount(index, weights=labels, minlength=bins)[keep] / count[keep]
-    ece = float(np.sum(count[keep] / scores.size * np.abs(frequency - confidence)))
-    return Reliability(confidence=confidence, frequency=frequency, count=count[keep], ece=ece)
+    if not scores.size:
+        empty = np.zeros(0)
+        return Reliability(confidence=empty, frequency=empty, count=np.zeros(0, dtype=np.int64), ece=0.0)
+    frequency, confidence = calibration_curve(labels, scores, n_bins=bins, strategy="uniform")
+    # the bins calibration_curve uses: right-closed, an edge value goes to the lower bin
+    count = np.bincount(np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], scores), minlength=bins)
+    count = count[count > 0]
+    ece = float(np.sum(count / scores.size * np.abs(frequency - confidence)))
+    return Reliability(confidence=confidence, frequency=frequency, count=count, ece=ece)
 
 
 def binary_summary(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float | int]:

@@ -51,7 +51,7 @@ def evaluate_params(model: str | int, manifest: str, split: str, runs_dir: str) 
 
 
 def _train_config(params: dict[str, Any]):  # noqa: ANN202 - TrainConfig, imported lazily with torch
-    from training.recipe import TrainConfig
+    from training.config import TrainConfig
 
     return TrainConfig.from_dict(params.get("train"))
 
@@ -66,8 +66,8 @@ def job_teacher(params: dict[str, Any], run_dir: Path, report: Report, factory: 
 
 
 def job_distill(params: dict[str, Any], run_dir: Path, report: Report, factory: Factory) -> Outcome:
+    from training.config import DistillRecipe
     from training.distill import distill
-    from training.losses import DistillRecipe
 
     teachers = [_checkpoint_of(factory, t) for t in params.get("teachers", [])]
     recipe = DistillRecipe(**(params.get("recipe") or {}))

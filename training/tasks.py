@@ -11,7 +11,7 @@ import functools
 import logging
 from typing import Any
 
-from aidetect.celery_app import app
+from aidetect.celery_app import DISTILL_TASK, EVALUATE_TASK, PROMOTE_TASK, TEACHER_TASK, app
 from aidetect.settings import get_settings
 from db.session import make_engine, make_session_factory
 from training import service
@@ -19,10 +19,6 @@ from training.progress import Report, Throttled
 
 log = logging.getLogger(__name__)
 
-TEACHER_TASK = "training.train_teacher"
-DISTILL_TASK = "training.distill"
-EVALUATE_TASK = "training.evaluate"
-PROMOTE_TASK = "training.promote"
 TASK_OPTIONS = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "time_limit": None,
                 "soft_time_limit": None}
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import math
 import signal
-import stat
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,13 +14,12 @@ from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from aidetect.backoff import Backoff
 from aidetect.image_formats import image_suffixes
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
 from db import images as image_repo
 from db.session import transaction
-from worker.errors import FetchError
-from worker.fetch import FetchResult
-from worker.pipeline import Fetcher, score_batch
+from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -52,53 +50,6 @@ def normalise_input(raw: str, strip_tracking: bool = True) -> NormalisedURL:
     return normalise_url(raw, strip_tracking=strip_tracking)
 
 
-class LocalFileFetcher:
-    """Reads ``file://`` URLs from disk (embedded mode only), delegates web URLs to the safe fetcher."""
-
-    def __init__(self, inner: Fetcher, max_bytes: int) -> None:
-        self.inner = inner
-        self.max_bytes = max_bytes
-
-    def fetch_many(self, urls: Sequence[str], max_workers: int) -> list[FetchResult | FetchError]:
-        remote = [i for i, u in enumerate(urls) if not u.startswith("file:")]
-        fetched = iter(self.inner.fetch_many([urls[i] for i in remote], max_workers) if remote else [])
-        remote_set = set(remote)
-        return [next(fetched) if i in remote_set else self._read(url) for i, url in enumerate(urls)]
-
-    def _read(self, uri: str) -> FetchResult | FetchError:
-        """A regular file's bytes, at most ``max_bytes`` of them (counted as read: ``st_size`` is 0 for devices).
-
-        FIFOs, devices, sockets and directories are refused (``not_a_file``) before they are opened, and the
-        opened file is checked again (it may have been swapped in between), so nothing here can block or grow.
-        """
-        from urllib.parse import unquote, urlsplit
-
-        path = Path(unquote(urlsplit(uri).path))
-        try:
-            mode = os.stat(path).st_mode
-            if not stat.S_ISREG(mode):
-                return FetchError("not_a_file", f"{path} is a {_file_kind(mode)}, not a regular file")
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-            with os.fdopen(fd, "rb") as stream:
-                mode = os.fstat(stream.fileno()).st_mode
-                if not stat.S_ISREG(mode):
-                    return FetchError("not_a_file", f"{path} is a {_file_kind(mode)}, not a regular file")
-                content = stream.read(self.max_bytes + 1)
-        except FileNotFoundError:
-            return FetchError("file_not_found", str(path))
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            return FetchError("file_error", f"{path}: {exc}")
-        if len(content) > self.max_bytes:
-            return FetchError("too_large", f"{path}: more than {self.max_bytes} bytes")
-        return FetchResult(url=uri, final_url=uri, content=content, content_type=None, status=200, redirects=0)
-
-
-def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
-             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
-    return next((name for test, name in kinds if test(mode)), "special file")
-
-
 class InProcessSender:
     """A :class:`producer.enqueue.BatchSender` that scores each batch right away.
 
@@ -108,7 +59,7 @@ class InProcessSender:
 
     def __init__(self, runtime: WorkerRuntime, retry_pause_s: float = 1.0) -> None:
         self.runtime = runtime
-        self.retry_pause_s = retry_pause_s
+        self.backoff = Backoff(first_s=retry_pause_s, max_s=math.inf)
         self.finished: Counter[str] = Counter()
         self.in_hand: list[int] = []
 
@@ -123,7 +74,7 @@ class InProcessSender:
             self.in_hand = pending
             if not pending:
                 return
-            time.sleep(self.retry_pause_s * 2**attempt)
+            time.sleep(self.backoff.delay_s(attempt))
 
     def queue_depth(self) -> int:
         return 0
@@ -168,10 +119,5 @@ def release_rows(sessions: sessionmaker[Session], image_ids: Iterable[int] | Non
 
 def unfinished_rows(sessions: sessionmaker[Session]) -> int:
     """Rows ``queued`` or ``running``: what the next run over the same input will finish."""
-    from sqlalchemy import func, select
-
-    from db.models import Image, WorkStatus
-
     with sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(Image)
-                                  .where(Image.status.in_([WorkStatus.QUEUED, WorkStatus.RUNNING]))) or 0)
+        return image_repo.count_unfinished(session)

@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -37,23 +36,12 @@ from detector.backends import CPU_FORWARD_BATCH
 from detector.decode_budget import decode_within_budget, process_budget
 from detector.errors import DecodeError
 from detector.preprocess import draft_target
+from fetch.errors import FetchError, WorkError
+from fetch.protocol import Fetcher, FetchResult
 from worker.decision import decide
-from worker.errors import FetchError, ScoreError
-from worker.fetch import FetchResult
 from worker.provenance import extract_provenance
 
 log = logging.getLogger(__name__)
-
-
-class Fetcher(Protocol):
-    def fetch_many(self, urls: Sequence[str], max_workers: int) -> list[FetchResult | FetchError]: ...
-
-
-@runtime_checkable
-class SingleFetcher(Protocol):
-    """A fetcher that can also download one URL (raising FetchError); lets bodies stream into decoding."""
-
-    def fetch(self, url: str) -> FetchResult: ...
 
 
 @dataclass(frozen=True)
@@ -95,7 +83,7 @@ class Decoded:
     facts: image_repo.ImageFacts
 
 
-Prepared = Decoded | ScoreError | DecodeError
+Prepared = Decoded | WorkError | DecodeError
 
 
 @dataclass(frozen=True)
@@ -116,7 +104,7 @@ def score_batch(image_ids: Sequence[int], ctx: ScoringContext) -> BatchOutcome:
         return outcome
     started = time.perf_counter()
     ready: list[Decoded] = []
-    errors: dict[int, ScoreError | DecodeError] = {}
+    errors: dict[int, WorkError | DecodeError] = {}
     verdicts: dict[int, Verdict | VerdictRow] = {}
     pending: list[Decoded] = []
     forward = max(1, ctx.forward_batch)
@@ -200,13 +188,11 @@ class PreparedStream:
 
 
 def fetch_one(fetcher: Fetcher, url: str) -> FetchResult | FetchError:
-    """One download through ``fetcher``: its ``fetch`` when it has one, else a one-URL ``fetch_many``."""
-    if isinstance(fetcher, SingleFetcher):
-        try:
-            return fetcher.fetch(url)
-        except FetchError as exc:
-            return exc
-    return fetcher.fetch_many([url], max_workers=1)[0]
+    """One download through ``fetcher``: its result, or the :class:`FetchError` it raised."""
+    try:
+        return fetcher.fetch(url)
+    except FetchError as exc:
+        return exc
 
 
 def _give_up_on_exhausted(
@@ -310,7 +296,7 @@ def _store(
     ctx: ScoringContext,
     ready: list[Decoded],
     verdicts: dict[int, Verdict | VerdictRow],
-    errors: dict[int, ScoreError | DecodeError],
+    errors: dict[int, WorkError | DecodeError],
     attempts: dict[int, int],
     latency_ms: float,
     outcome: BatchOutcome,

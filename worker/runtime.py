@@ -25,7 +25,8 @@ from detector.backends import forward_batch_size, load_detector
 from detector.base import BaseDetector
 from detector.checkpoint import resolve_checkpoint
 from detector.decode_budget import return_large_blocks_to_the_os
-from worker.pipeline import Fetcher, ScoringContext
+from fetch.protocol import Fetcher
+from worker.pipeline import ScoringContext
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class WorkerRuntime:
 
     def __init__(self, settings: Settings | None = None, fetcher: Fetcher | None = None,
                  pinned_checkpoint: Path | None = None, decode_threads: int | None = None) -> None:
-        from worker.fetch import SafeFetcher
+        from fetch.client import SafeFetcher
 
         self.settings = settings or get_settings()
         return_large_blocks_to_the_os()  # decoded rasters go back to the OS, not to per-thread arenas

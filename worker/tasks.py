@@ -15,11 +15,14 @@ How a batch survives faults (docs/reliability.md has the whole table):
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import signals
 from sqlalchemy.exc import OperationalError
 
-from aidetect.celery_app import CONTROL_QUEUE, DETECT_QUEUE, DETECT_TASK, MAX_RETRY_COUNTDOWN_S, SWEEP_TASK, app
+from aidetect import metrics
+from aidetect.backoff import DETECT_RETRY
+from aidetect.celery_app import CONTROL_QUEUE, DETECT_QUEUE, DETECT_TASK, SWEEP_TASK, app
 from aidetect.settings import get_settings
 from db.images import interrupted
 from db.session import transaction
@@ -30,11 +33,6 @@ from worker.sweep import sweep
 log = logging.getLogger(__name__)
 
 
-def backoff_s(attempt: int) -> int:
-    """Exponential backoff for transient failures: 10 s, 20 s, 40 s, ... capped at 10 minutes."""
-    return int(min(MAX_RETRY_COUNTDOWN_S, 10 * 2 ** max(0, attempt)))
-
-
 @signals.worker_process_init.connect
 def _load_model_in_child(**_: object) -> None:
     """Load the model once per worker process, before the first task arrives."""
@@ -43,20 +41,22 @@ def _load_model_in_child(**_: object) -> None:
 
 # Hard limit only: a soft limit would raise in the task's thread and leave a decode thread that hangs
 # in C code alive in the process; the hard limit replaces the process, hung threads and all.
+# The database unreachable outside the retried write (OperationalError): Celery sends the batch again on
+# DETECT_RETRY's curve.
 @app.task(name=DETECT_TASK, bind=True, max_retries=20, acks_late=True, acks_on_timeout=False,
-          time_limit=get_settings().task_time_limit_s)
+          time_limit=get_settings().task_time_limit_s, autoretry_for=(OperationalError,),
+          **DETECT_RETRY.task_options())
 def detect_batch(self, image_ids: list[int]) -> dict:  # type: ignore[no-untyped-def]
     """Score a batch of image ids; transient failures come back as a delayed batch of their own."""
+    started = time.perf_counter()
     runtime = get_runtime()
-    ids = [int(i) for i in image_ids]
-    try:
-        ids, isolated = _isolate_interrupted(ids, runtime.sessions)
-        outcome = score_batch(ids, runtime.context())
-    except OperationalError as exc:  # database unreachable outside the retried write: send the batch again
-        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
+    ids, isolated = _isolate_interrupted([int(i) for i in image_ids], runtime.sessions)
+    outcome = score_batch(ids, runtime.context())
     if outcome.retry:  # the delayed batch counts as a retry, so its own retries wait longer (10 s, 20 s, ...)
         app.send_task(DETECT_TASK, args=[outcome.retry], queue=DETECT_QUEUE, retries=self.request.retries + 1,
-                      countdown=backoff_s(self.request.retries), ignore_result=True)
+                      countdown=DETECT_RETRY.delay_s(self.request.retries), ignore_result=True)
+    metrics.observe_batch(len(ids), time.perf_counter() - started, ok=len(outcome.done),
+                          failed=len(outcome.failed), retried=len(outcome.retry))
     return {**outcome.as_dict(), "isolated": isolated}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-import db.captions  # noqa: F401  (registers the captions table on Base.metadata)
 from db.models import Base
 
 config = context.config

@@ -5,22 +5,12 @@ Crawl workers rebuild the :class:`CrawlConfig` of a job from its row, so a messa
 
 from __future__ import annotations
 
-import enum
 import functools
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-
-class PageKind(enum.StrEnum):
-    """What a ``pages`` row holds; each kind has its own handler in the crawler."""
-
-    HTML = "html"
-    SITEMAP = "sitemap"
-    ROBOTS = "robots"
-    RESOURCE = "resource"  # queued as a page, served as something else (an image, a PDF): never parsed
-    ALIAS = "alias"  # another URL of a page already crawled (its rel=canonical): never fetched
-    STYLESHEET = "stylesheet"  # fetched for its images only, never a row (a fetch policy, not a handler)
+from db.models import PageKind as PageKind  # the values of ``pages.kind``, re-exported for the crawler
 
 
 @dataclass(frozen=True)

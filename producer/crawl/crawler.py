@@ -18,17 +18,21 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from aidetect.backoff import CRAWL_RETRY
 from aidetect.settings import Settings
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
+from db import pages as frontier
 from db.jobs import create_job, get_job
 from db.models import WorkStatus, utcnow
+from db.pages import ClaimedPage, NewPage
 from db.registry import active_model
 from db.session import transaction
-from producer.crawl import frontier
+from fetch.errors import WorkError
+from fetch.protocol import FetchResult
 from producer.crawl.config import CrawlConfig, PageKind
-from producer.crawl.discover import FoundAs, FoundImage, discover
+from producer.crawl.discover import discover
 from producer.crawl.errors import PageError
-from producer.crawl.frontier import ClaimedPage, NewPage
+from producer.crawl.found import FoundAs, FoundImage
 from producer.crawl.pagefetch import DocumentFetchers, WrongMediaType
 from producer.crawl.pageurls import page_key
 from producer.crawl.politeness import HostBusy, HostGate
@@ -36,8 +40,6 @@ from producer.crawl.robots import RobotsCache, RobotsRules, agent_token, origin_
 from producer.crawl.sitemaps import parse_sitemap
 from producer.crawl.styles import StylesheetCache, StylesheetLoader
 from producer.enqueue import BatchSender, EnqueueOptions, send_in_batches
-from worker.errors import ScoreError
-from worker.fetch import FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,7 @@ def process_page(page_id: int, ctx: CrawlContext) -> PageOutcome:
         with transaction(ctx.sessions) as session:
             frontier.release_page(session, page.id)
         return PageOutcome(page.id, PageStatus.DEFERRED, page.kind, retry_after_s=busy.retry_after_s)
-    except ScoreError as exc:  # FetchError or PageError
+    except WorkError as exc:  # FetchError or PageError
         return _record_failure(page, exc, ctx)
     return _record_success(page, config, found, ctx)
 
@@ -339,7 +341,7 @@ def _record_alias(session: Session, page: ClaimedPage, alias: NewPage) -> None:
         frontier.record_pages(session, page.job_id, [alias], WorkStatus.DONE, None, detail)
 
 
-def _record_failure(page: ClaimedPage, error: ScoreError, ctx: CrawlContext) -> PageOutcome:
+def _record_failure(page: ClaimedPage, error: WorkError, ctx: CrawlContext) -> PageOutcome:
     """Transient errors go back to ``queued`` until ``max_attempts``; the others end the page as ``failed``."""
     retry = error.transient and page.attempts < ctx.settings.max_attempts
     status = _http_status(error.code)
@@ -353,14 +355,9 @@ def _record_failure(page: ClaimedPage, error: ScoreError, ctx: CrawlContext) -> 
             frontier.finish_job_if_done(session, page.job_id)
     log.info("page %s %s: %s", page.url[:200], "will be retried" if retry else "failed", error)
     if retry:
-        return PageOutcome(page.id, PageStatus.RETRY, page.kind, retry_after_s=backoff_s(page.attempts),
+        return PageOutcome(page.id, PageStatus.RETRY, page.kind, retry_after_s=CRAWL_RETRY.delay_s(page.attempts - 1),
                            error_code=error.code)
     return PageOutcome(page.id, PageStatus.FAILED, page.kind, error_code=error.code)
-
-
-def backoff_s(attempt: int) -> float:
-    """Delay before retrying a page after a transient failure: 5 s, 10 s, 20 s, ... capped at 5 minutes."""
-    return float(min(300, 5 * 2 ** max(0, attempt - 1)))
 
 
 def _http_status(code: str) -> int | None:

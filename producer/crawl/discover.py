@@ -7,17 +7,16 @@ Images come from ``<img>`` (``src``, ``srcset``, lazy-load attributes, also insi
 meta tags, ``<link rel=image_src>``, JSON-LD ``image`` fields and links whose target is an image file
 (``<a href="x.jpg">``). Each image says how it was found (:class:`FoundAs`). Links to follow come from ``<a>``,
 ``<area>``, ``<frame>`` and ``<iframe>``; links to files that are not pages (``.pdf``, ``.zip``, ``.svg``, ...)
-are dropped. Everything is resolved against ``<base href>`` (or the page URL), normalised and de-duplicated.
-Broken markup is repaired the way browsers do; nothing here raises on bad HTML.
+are dropped. Everything is resolved against ``<base href>`` (or the page URL), normalised and de-duplicated
+(:mod:`producer.crawl.found`); ``srcset`` is read by :mod:`producer.crawl.srcset`. Broken markup is repaired the
+way browsers do; nothing here raises on bad HTML.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from posixpath import splitext
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -26,90 +25,19 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from w3lib.encoding import html_to_unicode
 
 from aidetect.image_formats import image_suffixes
-from aidetect.urls import MAX_URL_LENGTH, InvalidURL, NormalisedURL, normalise_url
-from producer.crawl.css import CssImage, StyleRefs, declaration_images, rule_applies, stylesheet_refs
+from aidetect.urls import MAX_URL_LENGTH, NormalisedURL
+from producer.crawl.css import CssImage, declaration_images, rule_applies, stylesheet_refs
+from producer.crawl.found import Collector, FoundAs, PageLinks, StyleLoader, usable
+from producer.crawl.srcset import LAZY_SRCSET_ATTRS, best_image_source, best_srcset, largest, parse_srcset
 
-IMAGE_SUFFIXES = image_suffixes()  # what this install decodes (Pillow's registry)
-# Lazy-loading libraries keep the real image here and a placeholder in src/srcset.
-LAZY_SRCSET_ATTRS = ("data-lazy-srcset", "data-srcset")
-LAZY_SRC_ATTRS = ("data-lazy-src", "data-src", "data-original", "data-lazy", "data-url", "data-hi-res-src")
 META_IMAGE_KEYS = frozenset({"og:image", "og:image:url", "og:image:secure_url", "twitter:image",
                              "twitter:image:src"})
-# Links to these are files, not pages: never fetched as pages (images are counted as images instead).
-NOT_PAGE_SUFFIXES = frozenset({
-    ".pdf", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".svg", ".svgz", ".ico", ".css", ".js",
-    ".mjs", ".json", ".xml", ".rss", ".atom", ".txt", ".csv", ".mp3", ".mp4", ".m4a", ".m4v", ".mov", ".webm",
-    ".ogg", ".ogv", ".wav", ".flac", ".avi", ".mkv", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".doc", ".docx",
-    ".xls", ".xlsx", ".ppt", ".pptx", ".odt", ".epub", ".exe", ".dmg", ".apk", ".iso", ".bin", ".wasm", ".psd",
-    ".heic", ".heif", ".jxl", ".ps", ".eps", ".ics", ".vcf", ".gpx", ".kml",
-})
 ICON_RELS = frozenset({"icon", "apple-touch-icon", "apple-touch-icon-precomposed"})  # not mask-icon (SVG)
 LAZY_BACKGROUND_ATTRS = ("data-bg", "data-background", "data-background-image", "data-bg-src")
 JSON_LD_IMAGE_KEYS = frozenset({"image", "thumbnailurl", "logo", "primaryimageofpage"})
 MAX_JSON_LD_BYTES = 512 * 1024
 MAX_ALT_CHARS = 1000
-MAX_ITEMS = 10_000  # images and links taken from one page at most
 _SPACE = re.compile(r"\s+")
-
-
-class FoundAs(enum.StrEnum):
-    """Where an image was found (``image_sources.found_as``; ``aidetect crawl --only`` filters on it)."""
-
-    IMG = "img"  # <img src> and lazy-load sources, <video poster>, <input type=image>, <object>, preload
-    SRCSET = "srcset"  # the largest candidate of an <img srcset> or <picture><source>
-    CSS = "css"  # url() / image-set() in style attributes, <style> blocks, linked stylesheets
-    ICON = "icon"  # <link rel=icon | apple-touch-icon>
-    META = "meta"  # og:image, twitter:image, <link rel=image_src>, JSON-LD image fields
-    LINK = "link"  # <a href="photo.jpg">: a link to an image file
-    SITEMAP = "sitemap"  # <image:image> of an image sitemap
-
-
-# When one URL is found in several ways, the first of these wins (what a browser shows beats what a tag says).
-_FOUND_AS_RANK = {kind: rank for rank, kind in enumerate(FoundAs)}
-
-
-@dataclass(frozen=True)
-class FoundImage:
-    """An image URL (normalised) with its alt text; ``page_url``: the page it is on, when not the one parsed
-    (image sitemaps name it)."""
-
-    url: NormalisedURL
-    alt: str | None = None
-    page_url: str | None = None
-    found_as: FoundAs = FoundAs.IMG
-
-
-@dataclass
-class PageLinks:
-    """What one page points to."""
-
-    images: list[FoundImage] = field(default_factory=list)
-    links: list[NormalisedURL] = field(default_factory=list)  # pages to consider crawling
-    nofollow: bool = False  # <meta name=robots content=nofollow>: links were not collected
-    canonical: NormalisedURL | None = None  # <link rel=canonical>
-    stylesheets: list[NormalisedURL] = field(default_factory=list)  # linked and @imported stylesheets
-    skipped_links: int = 0  # links to files that are not pages (.pdf, .zip, ...)
-
-
-@dataclass(frozen=True)
-class LoadedSheet:
-    """A stylesheet a :data:`StyleLoader` fetched: the URL it came from (after redirects) and what it holds."""
-
-    url: str
-    refs: StyleRefs
-
-
-# Fetches the page's stylesheets (bounded, same-site, through the safe fetcher); ``None``: inline CSS only.
-StyleLoader = Callable[[Sequence[NormalisedURL]], Sequence[LoadedSheet]]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One entry of a ``srcset``: a URL with its width (``480w``) or pixel density (``2x``) descriptor."""
-
-    url: str
-    width: int | None = None
-    density: float | None = None
 
 
 def decode_html(body: bytes, content_type: str | None = None) -> str:
@@ -125,7 +53,7 @@ def discover(html: str | bytes, page_url: str, max_url_length: int = MAX_URL_LEN
     text = decode_html(html) if isinstance(html, bytes) else html
     tree = LexborHTMLParser(text)
     base = _base_url(tree, page_url)
-    found = _Collector(base, max_url_length)
+    found = Collector(base, max_url_length)
     _html_images(tree, found)
     _css_images(tree, found, styles)
     _meta_images(tree, found)
@@ -144,14 +72,14 @@ def discover(html: str | bytes, page_url: str, max_url_length: int = MAX_URL_LEN
                      skipped_links=found.skipped_links)
 
 
-def _html_images(tree: LexborHTMLParser, found: _Collector) -> None:
+def _html_images(tree: LexborHTMLParser, found: Collector) -> None:
     """Images the markup itself shows (``<noscript>`` content is parsed as markup, so its images are here)."""
     for img in tree.css("img"):
-        srcset = _best_srcset(img, (*LAZY_SRCSET_ATTRS, "srcset"))
+        srcset = best_srcset(img, (*LAZY_SRCSET_ATTRS, "srcset"))
         found.image(srcset or best_image_source(img), _alt(img), FoundAs.SRCSET if srcset else FoundAs.IMG)
     for source in tree.css("picture source"):
         img = source.parent.css_first("img") if source.parent is not None else None
-        found.image(_best_srcset(source, ("srcset", *LAZY_SRCSET_ATTRS)), _alt(img) if img else None,
+        found.image(best_srcset(source, ("srcset", *LAZY_SRCSET_ATTRS)), _alt(img) if img else None,
                     FoundAs.SRCSET)
     for video in tree.css("video[poster]"):
         found.image(video.attributes.get("poster"), _clean(video.attributes.get("title")), FoundAs.IMG)
@@ -173,13 +101,13 @@ def _html_images(tree: LexborHTMLParser, found: _Collector) -> None:
         if rels & ICON_RELS:
             found.image(link.attributes.get("href"), None, FoundAs.ICON)
         elif "preload" in rels and (link.attributes.get("as") or "").strip().lower() == "image":
-            best = largest([c for c in parse_srcset(link.attributes.get("imagesrcset") or "") if _usable(c.url)])
+            best = largest([c for c in parse_srcset(link.attributes.get("imagesrcset") or "") if usable(c.url)])
             found.image(best or link.attributes.get("href"), None, FoundAs.SRCSET if best else FoundAs.IMG)
         elif "stylesheet" in rels and "alternate" not in rels:
             found.sheet(link.attributes.get("href"))
 
 
-def _css_images(tree: LexborHTMLParser, found: _Collector, styles: StyleLoader | None) -> None:
+def _css_images(tree: LexborHTMLParser, found: Collector, styles: StyleLoader | None) -> None:
     """``style`` attributes (always painted), lazy backgrounds, ``<style>`` blocks and linked stylesheets (only
     rules whose selector matches an element of this page, as a browser only loads what it paints)."""
     for node in tree.css("[style]"):
@@ -202,7 +130,7 @@ def _css_images(tree: LexborHTMLParser, found: _Collector, styles: StyleLoader |
             _css_refs(sheet.refs.images, sheet.url, found, matches)
 
 
-def _css_refs(images: Sequence[CssImage], base: str, found: _Collector, matches: Callable[[str], bool]) -> None:
+def _css_refs(images: Sequence[CssImage], base: str, found: Collector, matches: Callable[[str], bool]) -> None:
     for image in images:
         if rule_applies(image.selector, matches):
             found.image(urljoin(base, image.url.strip()), None, FoundAs.CSS)
@@ -219,7 +147,7 @@ def _matcher(tree: LexborHTMLParser) -> Callable[[str], bool]:
     return matches
 
 
-def _meta_images(tree: LexborHTMLParser, found: _Collector) -> None:
+def _meta_images(tree: LexborHTMLParser, found: Collector) -> None:
     for meta in tree.css("meta[content]"):
         key = (meta.attributes.get("property") or meta.attributes.get("name") or "").strip().lower()
         if key in META_IMAGE_KEYS:
@@ -269,140 +197,17 @@ def _json_ld_type(node: dict[str, Any]) -> str:
     return (kind if isinstance(kind, str) else "").strip().lower()
 
 
-def _canonical(tree: LexborHTMLParser, found: _Collector) -> NormalisedURL | None:
+def _canonical(tree: LexborHTMLParser, found: Collector) -> NormalisedURL | None:
     for link in tree.css("link[rel][href]"):
         if "canonical" in (link.attributes.get("rel") or "").lower().split():
             return found.resolve(link.attributes.get("href"))
     return None
 
 
-def best_image_source(img: LexborNode) -> str | None:
-    """The URL an ``<img>`` stands for: its largest srcset candidate (lazy-load attributes first), else its
-    lazy-load source, else ``src``."""
-    best = _best_srcset(img, (*LAZY_SRCSET_ATTRS, "srcset"))
-    if best:
-        return best
-    attrs = img.attributes
-    return next((attrs[a] for a in LAZY_SRC_ATTRS if _usable(attrs.get(a))), None) or attrs.get("src")
-
-
-def parse_srcset(value: str) -> list[Candidate]:
-    """The candidates of a ``srcset`` value, as the HTML standard splits them (URLs may contain commas)."""
-    candidates: list[Candidate] = []
-    pos, end = 0, len(value)
-    while pos < end and len(candidates) < 1000:
-        while pos < end and (value[pos].isspace() or value[pos] == ","):
-            pos += 1
-        start = pos
-        while pos < end and not value[pos].isspace():
-            pos += 1
-        url = value[start:pos]
-        if not url:
-            break
-        descriptors = ""
-        if url.endswith(","):
-            url = url.rstrip(",")
-        else:
-            start, depth = pos, 0
-            while pos < end and (value[pos] != "," or depth):
-                depth += {"(": 1, ")": -1}.get(value[pos], 0)
-                pos += 1
-            descriptors = value[start:pos]
-        if url:
-            candidates.append(_candidate(url, descriptors.split()))
-    return candidates
-
-
-def largest(candidates: list[Candidate]) -> str | None:
-    """The candidate with the highest ``w`` descriptor, else the highest density (no descriptor: ``1x``)."""
-    if not candidates:
-        return None
-    if any(c.width is not None for c in candidates):
-        return max(candidates, key=lambda c: c.width or 0).url
-    return max(candidates, key=lambda c: c.density if c.density is not None else 1.0).url
-
-
-def _candidate(url: str, descriptors: list[str]) -> Candidate:
-    width: int | None = None
-    density: float | None = None
-    for token in descriptors:
-        number, unit = token[:-1], token[-1:].lower()
-        try:
-            if unit == "w":
-                width = int(number)
-            elif unit == "x":
-                density = float(number)
-        except ValueError:
-            continue  # an invalid descriptor; the URL is still a candidate
-    return Candidate(url, width, density)
-
-
-def _best_srcset(node: LexborNode, attributes: tuple[str, ...]) -> str | None:
-    for name in attributes:
-        value = node.attributes.get(name)
-        if value:
-            best = largest([c for c in parse_srcset(value) if _usable(c.url)])
-            if best:
-                return best
-    return None
-
-
-class _Collector:
-    """Resolves, normalises and de-duplicates what a page points to (first alt text that says something wins;
-    of the ways one image was found, the highest in :class:`FoundAs`)."""
-
-    def __init__(self, base: str, max_url_length: int) -> None:
-        self.base = base
-        self.max_url_length = max_url_length
-        self.images: dict[str, FoundImage] = {}
-        self.links: dict[str, NormalisedURL] = {}
-        self.sheets: dict[str, NormalisedURL] = {}
-        self.skipped_links = 0
-
-    def image(self, raw: str | None, alt: str | None, found_as: FoundAs = FoundAs.IMG) -> None:
-        url = self.resolve(raw)
-        if url is None or _is_svg(url.url):
-            return
-        known = self.images.get(url.url)
-        if known is None:
-            if len(self.images) < MAX_ITEMS:
-                self.images[url.url] = FoundImage(url, alt, found_as=found_as)
-            return
-        better = found_as if _FOUND_AS_RANK[found_as] < _FOUND_AS_RANK[known.found_as] else known.found_as
-        self.images[url.url] = FoundImage(url, known.alt or alt, found_as=better)
-
-    def link(self, raw: str | None) -> None:
-        url = self.resolve(raw)
-        if url is None or len(self.links) >= MAX_ITEMS:
-            return
-        if not_a_page(url.url):
-            self.skipped_links += 1
-        else:
-            self.links.setdefault(url.url, url)
-
-    def sheet(self, raw: str | None) -> None:
-        url = self.resolve(raw)
-        if url is not None and len(self.sheets) < MAX_ITEMS:
-            self.sheets.setdefault(url.url, url)
-
-    def resolve(self, raw: str | None) -> NormalisedURL | None:
-        if not _usable(raw):
-            return None
-        try:
-            return normalise_url(urljoin(self.base, raw.strip()), self.max_url_length)
-        except (InvalidURL, ValueError):
-            return None  # mailto:, javascript:, data:, garbage: not something to fetch
-
-
-def not_a_page(url: str) -> bool:
-    """A link to a file that is not a web page (by its extension): never fetched as a page."""
-    return splitext(urlsplit(url).path.lower())[1] in NOT_PAGE_SUFFIXES
-
-
 def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
     base = tree.css_first("base[href]")
     href = base.attributes.get("href") if base is not None else None
-    if _usable(href):
+    if usable(href):
         resolved = urljoin(page_url, href.strip())
         if urlsplit(resolved).scheme in ("http", "https"):
             return resolved
@@ -418,24 +223,11 @@ def _meta_nofollow(tree: LexborHTMLParser) -> bool:
     return False
 
 
-def _usable(value: str | None) -> bool:
-    """A value that may be a URL to fetch (not empty, not an inline ``data:`` URI, not a template)."""
-    if not value or not value.strip():
-        return False
-    head = value.strip()[:16].lower()
-    return not head.startswith(("data:", "javascript:", "about:", "blob:", "{{", "#"))
-
-
 def _looks_like_image(href: str | None) -> bool:
-    if not _usable(href):
+    if not usable(href):
         return False
     path = urlsplit(href.strip()).path
-    return splitext(path.lower())[1] in IMAGE_SUFFIXES
-
-
-def _is_svg(url: str) -> bool:
-    """SVG is not a raster image: the detector cannot score it (the fetcher refuses image/svg+xml anyway)."""
-    return splitext(urlsplit(url).path.lower())[1] in (".svg", ".svgz")
+    return splitext(path.lower())[1] in image_suffixes()  # what this install decodes (Pillow's registry)
 
 
 def _alt(img: LexborNode | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Why a page could not be crawled: the fetch codes of :mod:`worker.errors` plus a few of the crawler's own.
+"""Why a page could not be crawled: the fetch codes of :mod:`fetch.errors` plus a few of the crawler's own.
 
 A page that fails ends as a ``pages`` row with ``status=failed`` and one of these codes (or a fetch code such
 as ``http_404``, ``too_large``, ``redirect_loop``, ``timeout``). Transient codes are retried, as for images.
@@ -6,7 +6,7 @@ as ``http_404``, ``too_large``, ``redirect_loop``, ``timeout``). Transient codes
 
 from __future__ import annotations
 
-from worker.errors import ScoreError
+from fetch.errors import WorkError
 
 CRAWL_ERROR_CODES: dict[str, str] = {
     "robots_disallowed": "robots.txt of the host disallows the page for our user agent; it was not fetched",
@@ -18,7 +18,7 @@ CRAWL_ERROR_CODES: dict[str, str] = {
 }
 
 
-class PageError(ScoreError):
+class PageError(WorkError):
     """A permanent reason to give up on one page (never retried)."""
 
     def __init__(self, code: str, detail: str = "", transient: bool | None = None) -> None:

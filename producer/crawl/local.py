@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from db import pages as frontier
 from db.session import transaction
-from producer.crawl import frontier
 from producer.crawl.crawler import CrawlContext, PageOutcome, process_page
 from producer.enqueue import BatchSender
 

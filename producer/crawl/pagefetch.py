@@ -1,4 +1,4 @@
-"""Page downloads through the safe downloader: :class:`worker.fetch.SafeFetcher` with a document media policy.
+"""Page downloads through the safe downloader: :class:`fetch.client.SafeFetcher` with a document media policy.
 
 Same SSRF guard, redirect handling, timeouts and bounded (decompressed) size as image downloads; what
 differs is which Content-Types are accepted (HTML for pages, XML/gzip/text for sitemaps, CSS for stylesheets,
@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aidetect.settings import Settings
+from fetch.body import media_type
+from fetch.client import SafeFetcher
+from fetch.errors import FetchError
+from fetch.netguard import Resolver
+from fetch.protocol import FetchResult
 from producer.crawl.config import PageKind
-from worker.errors import FetchError
-from worker.fetch import FetchResult, SafeFetcher, _Body
-from worker.netguard import Resolver
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 SITEMAP_TYPES = frozenset({"application/xml", "text/xml", "text/plain", "application/gzip", "application/x-gzip",
@@ -50,49 +51,40 @@ class WrongMediaType(FetchError):
         self.media = media
 
 
-def media_type(header: str | None) -> str | None:
-    """``text/html; charset=utf-8`` -> ``text/html``; ``None`` when absent or empty."""
-    media = (header or "").split(";", 1)[0].strip().lower()
-    return media or None
+ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,text/plain;q=0.8,*/*;q=0.5"
 
 
-class DocumentFetcher(SafeFetcher):
-    """A :class:`SafeFetcher` for one kind of document, bounded by ``max_bytes``."""
+def document_fetcher(settings: Settings, policy: MediaPolicy, max_bytes: int,
+                     resolver: Resolver | None = None) -> SafeFetcher:
+    """A :class:`SafeFetcher` for one kind of document: its ``Accept`` header and media check, ``max_bytes``."""
 
-    accept = "text/html,application/xhtml+xml,application/xml;q=0.9,text/plain;q=0.8,*/*;q=0.5"
+    def check_media(header: str | None) -> str | None:
+        media = media_type(header)
+        if not policy.accepts(media):
+            raise WrongMediaType(policy.refusal, media)
+        return media
 
-    def __init__(self, settings: Settings, policy: MediaPolicy, max_bytes: int, resolver: Resolver | None = None):
-        super().__init__(settings.model_copy(update={"max_image_bytes": max_bytes}), resolver)
-        self.policy = policy
-
-    def _handle(self, response: Any, hop: Any) -> _Body | str:
-        """2xx: check the media type, then read the bounded body; redirects and errors as for images."""
-        if not 200 <= response.status < 300:
-            return super()._handle(response, hop)
-        media = media_type(response.headers.get("Content-Type"))
-        if not self.policy.accepts(media):
-            raise WrongMediaType(self.policy.refusal, media)
-        return _Body(self._read_body(response, hop), media, response.status)
+    return SafeFetcher(settings, resolver, accept=ACCEPT, check_media=check_media, max_bytes=max_bytes)
 
 
 class DocumentFetchers:
-    """One :class:`DocumentFetcher` per (kind, byte limit), built on first use and shared by threads."""
+    """One :func:`document_fetcher` per (kind, byte limit), built on first use and shared by threads."""
 
     def __init__(self, settings: Settings, resolver: Resolver | None = None) -> None:
         self.settings = settings
         self.resolver = resolver
-        self._fetchers: dict[tuple[PageKind, int], DocumentFetcher] = {}
+        self._fetchers: dict[tuple[PageKind, int], SafeFetcher] = {}
         self._lock = threading.Lock()
 
     def fetch(self, kind: PageKind, url: str, max_bytes: int) -> FetchResult:
         """Download ``url`` as a document of ``kind``. Raises :class:`FetchError`."""
         return self._get(kind, max_bytes).fetch(url)
 
-    def _get(self, kind: PageKind, max_bytes: int) -> DocumentFetcher:
+    def _get(self, kind: PageKind, max_bytes: int) -> SafeFetcher:
         with self._lock:
             fetcher = self._fetchers.get((kind, max_bytes))
             if fetcher is None:
-                fetcher = DocumentFetcher(self.settings, POLICIES[kind], max_bytes, self.resolver)
+                fetcher = document_fetcher(self.settings, POLICIES[kind], max_bytes, self.resolver)
                 self._fetchers[(kind, max_bytes)] = fetcher
             return fetcher
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Image, JobImage, Page, WorkStatus
-from producer.crawl.config import PageKind
+from db import pages as frontier
+from db.jobs import image_status_counts
+from db.models import PageKind, WorkStatus
 
 PENDING = (WorkStatus.QUEUED, WorkStatus.RUNNING)
 
@@ -49,17 +49,14 @@ def crawl_progress(session: Session, job_id: int) -> CrawlProgress:
     pages = {"done": 0, "failed": 0, "pending": 0}
     other: dict[str, int] = {}
     other_pending = 0
-    rows = session.execute(select(Page.kind, Page.status, func.count()).where(Page.job_id == job_id)
-                           .group_by(Page.kind, Page.status)).all()
-    for kind, status, n in rows:
+    for kind, status, n in frontier.kind_status_counts(session, job_id):
         state = "pending" if status in PENDING else str(status)
         if kind == PageKind.HTML.value:
             pages[state] = pages.get(state, 0) + n
         else:
             other[kind] = other.get(kind, 0) + n
             other_pending += n if state == "pending" else 0
-    images = dict(session.execute(select(Image.status, func.count()).join(JobImage, JobImage.image_id == Image.id)
-                                  .where(JobImage.job_id == job_id).group_by(Image.status)).tuples().all())
+    images = image_status_counts(session, job_id)
     return CrawlProgress(
         pages_done=pages["done"], pages_failed=pages["failed"], pages_pending=pages["pending"],
         images_found=sum(images.values()), images_scored=images.get(WorkStatus.DONE, 0),

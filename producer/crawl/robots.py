@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import redis
 from protego import Protego
 
-from worker.errors import FetchError
+from fetch.errors import FetchError
 
 log = logging.getLogger(__name__)
 

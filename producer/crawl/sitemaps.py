@@ -14,8 +14,8 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from fetch.errors import FetchError
 from producer.crawl.errors import PageError
-from worker.errors import FetchError
 
 MAX_ENTRIES = 50_000  # the sitemap protocol's limit per file
 GZIP_MAGIC = b"\x1f\x8b"

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
+from fetch.errors import FetchError
 from producer.crawl.config import CrawlConfig
 from producer.crawl.css import stylesheet_refs
-from producer.crawl.discover import LoadedSheet
-from worker.errors import FetchError
+from producer.crawl.found import LoadedSheet
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ Download = Callable[[str, int], tuple[str, bytes]]
 
 @dataclass
 class StylesheetLoader:
-    """Loads the stylesheets of one page (a :data:`producer.crawl.discover.StyleLoader`)."""
+    """Loads the stylesheets of one page (a :data:`producer.crawl.found.StyleLoader`)."""
 
     config: CrawlConfig
     cache: StylesheetCache

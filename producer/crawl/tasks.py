@@ -9,17 +9,17 @@ from celery import signals
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from aidetect.celery_app import CRAWL_TASK, app
+from aidetect.backoff import CRAWL_RETRY
+from aidetect.celery_app import CRAWL_SWEEP_TASK, CRAWL_TASK, app
+from db import pages as frontier
 from db.models import utcnow
 from db.session import transaction
-from producer.crawl import frontier
 from producer.crawl.crawler import LEASE_S, process_page
 from producer.crawl.progress import crawl_progress
 from producer.crawl.runtime import CrawlRuntime, get_runtime
 
 log = logging.getLogger(__name__)
 
-CRAWL_SWEEP_TASK = "producer.crawl_sweep"
 TIME_LIMIT_S = int(LEASE_S) - 60  # below the lease, so a page is never claimed again while its task runs
 
 
@@ -28,8 +28,10 @@ def _build_runtime_in_child(**_: object) -> None:
     get_runtime()
 
 
+# The database unreachable (OperationalError: the row is untouched or still claimed): Celery sends the page
+# again on CRAWL_RETRY's curve.
 @app.task(name=CRAWL_TASK, bind=True, acks_late=True, max_retries=20, soft_time_limit=TIME_LIMIT_S - 30,
-          time_limit=TIME_LIMIT_S)
+          time_limit=TIME_LIMIT_S, autoretry_for=(OperationalError,), **CRAWL_RETRY.task_options())
 def crawl_page(self, page_id: int) -> dict:  # type: ignore[no-untyped-def]
     """Crawl one page; new pages get their own message, a busy host or a transient failure a delayed one.
     The job's numbers (pages fetched, images found and scored, failures) are the task's ``PROGRESS`` meta while
@@ -40,10 +42,7 @@ def crawl_page(self, page_id: int) -> dict:  # type: ignore[no-untyped-def]
             self.update_state(state="PROGRESS", meta=job_meta(runtime, int(page_id)))
         except RedisError as exc:  # progress is never worth failing a page for
             log.warning("crawl progress of page %s not reported: %s", page_id, exc)
-    try:
-        outcome = process_page(int(page_id), runtime.context)
-    except OperationalError as exc:  # the database is unreachable: the row is untouched or still claimed
-        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
+    outcome = process_page(int(page_id), runtime.context)
     runtime.pages.send(outcome.new_pages)
     if outcome.retry_after_s is not None:
         runtime.pages.send([outcome.page_id], countdown=outcome.retry_after_s)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from tests.conftest import ADMIN_DATABASE_URL, REPO_ROOT, SHARED_DATASET, service_missing
+from tests.conftest import ADMIN_DATABASE_URL, REPO_ROOT, service_missing
 
 
 @pytest.fixture
@@ -29,14 +29,13 @@ def admin_url() -> str:
 
 
 @pytest.mark.timeout(600)
-def test_bench_produces_every_rate(admin_url: str, redis_url: str, checkpoint_dir: Path, tmp_path: Path) -> None:
+def test_bench_produces_every_rate(admin_url: str, redis_url: str, checkpoint_dir: Path, realfake: Path,
+                                   tmp_path: Path) -> None:
     """The default path comes first, the naive loop runs in the same run, RSS is reported per worker process."""
-    if not (SHARED_DATASET / "manifest.csv").is_file():
-        pytest.skip(f"realfake corpus not found at {SHARED_DATASET}")
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "bench", "--n", "16", "--reps", "1", "--batch-size", "8", "--model-images", "16",
-           "--torch-threads", "1", "--checkpoint", str(checkpoint_dir), "--admin-database-url", admin_url,
-           "--redis-url", redis_url, "--timeout", "480", "--out", str(out)]
+    cmd = [sys.executable, "-m", "bench", "--dataset", str(realfake), "--n", "16", "--reps", "1", "--batch-size", "8",
+           "--model-images", "16", "--torch-threads", "1", "--checkpoint", str(checkpoint_dir),
+           "--admin-database-url", admin_url, "--redis-url", redis_url, "--timeout", "480", "--out", str(out)]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=580)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())

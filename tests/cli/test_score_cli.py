@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests import image_factory as images
-from tests.worker.http_server import LocalHTTPServer
+from tests.httpserver.server import LocalHTTPServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,7 +23,7 @@ from cli.tables import Column, Kind, plan, render, shorten_middle
 from db.results import RESULT_COLUMNS
 from tests import image_factory as images
 from tests.cli.test_user_errors import aidetect
-from tests.worker.http_server import LocalHTTPServer
+from tests.httpserver.server import LocalHTTPServer
 
 LONG_URL = "https://images.example-photo-archive.com/collections/2024/summer/very/deep/path/img/photo.jpg"
 CODES = ("too_many_redirects", "attempts_exhausted", "blocked_address", "connection_error")

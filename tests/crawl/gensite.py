@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tests.httpserver.server import LocalHTTPServer, Reply
 from tests.image_factory import jpeg, png
-from tests.worker.http_server import LocalHTTPServer, Reply
 
 PRODUCTION_SITEMAP = "http://www.production.invalid/sitemap.xml"
 SECTIONS = 3

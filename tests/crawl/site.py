@@ -1,4 +1,4 @@
-"""A test website, generated here and served by the real HTTP server of ``tests.worker.http_server``.
+"""A test website, generated here and served by the real HTTP server of ``tests.httpserver.server``.
 
 Nested pages with every image form the crawler knows, a robots.txt that disallows a folder and asks for a
 crawl delay, a sitemap index with an image sitemap and a gzip sitemap, a redirect chain and a redirect loop,
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
+from tests.httpserver.handlers import redirect
+from tests.httpserver.server import LocalHTTPServer, Reply, send_reply
 from tests.image_factory import jpeg, png, webp
-from tests.worker.http_server import LocalHTTPServer, Reply, redirect, send_reply
 
 CRAWL_DELAY_S = 0.2
 MAX_PAGE_BYTES = 200_000

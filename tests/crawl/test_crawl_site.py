@@ -40,7 +40,7 @@ from tests.crawl.site import (
     STYLESHEETS,
     Site,
 )
-from tests.worker.http_server import loopback_only
+from tests.httpserver.network import loopback_only
 
 
 def cli_app() -> typer.Typer:
@@ -138,7 +138,7 @@ def assert_scored(sessions: sessionmaker[Session], job_id: int) -> None:
         done, len(EXPECTED_PAGES) - done, 0)
     found = len(EXPECTED_IMAGES)
     assert (progress["images"], progress["images_done"], progress["images_failed"]) == (found, found, 0)
-    assert progress["ai_share"] is not None
+    assert progress["ai_share"] == pytest.approx(progress["n_ai"] / found)  # every image has its verdict
 
 
 def test_local_crawl_finds_every_image_and_scores_it(site: Site, sqlite_url: str, checkpoint_dir: Path,
@@ -168,9 +168,9 @@ def test_local_crawl_finds_every_image_and_scores_it(site: Site, sqlite_url: str
         get_settings.cache_clear()
 
 
-def test_two_celery_crawl_workers_share_one_job(site: Site, pg_url: str, crawl_redis_url: str,
+def test_two_celery_crawl_workers_share_one_job(site: Site, pg_url: str, redis_url: str,
                                                 checkpoint_dir: Path, start_worker) -> None:  # type: ignore[no-untyped-def]
-    env = ServiceEnv(pg_url, crawl_redis_url, checkpoint_dir).environ()
+    env = ServiceEnv(pg_url, redis_url, checkpoint_dir).environ()
     detect = start_worker("worker", "detect", env, wait=False)  # loads the model while the crawl runs
     crawlers = [start_worker("producer.crawl", "crawl", env, wait=False) for _ in range(2)]
     for worker in crawlers:
@@ -179,7 +179,7 @@ def test_two_celery_crawl_workers_share_one_job(site: Site, pg_url: str, crawl_r
     config = CrawlConfig(seeds=(site.url("/"),), max_pages=50, max_depth=2, min_delay_s=0.0, host_concurrency=1,
                          max_page_bytes=MAX_PAGE_BYTES, batch_size=8)
     job_id, page_ids = start_crawl(config, sessions)
-    CeleryPageSender(make_app(Settings(REDIS_URL=crawl_redis_url))).send(page_ids)
+    CeleryPageSender(make_app(Settings(REDIS_URL=redis_url))).send(page_ids)
 
     def finished() -> bool:
         with sessions() as session:
@@ -188,7 +188,7 @@ def test_two_celery_crawl_workers_share_one_job(site: Site, pg_url: str, crawl_r
 
     wait_until(finished, timeout_s=90, what="crawl and scoring of the test site")
     assert_crawled(site, sessions, job_id, processes=len(crawlers))
-    assert_task_meta(crawl_redis_url, job_id)
+    assert_task_meta(redis_url, job_id)
     assert_polite(site, processes=len(crawlers))
     assert_scored(sessions, job_id)
     for worker in crawlers:  # both crawl workers took pages of the one job

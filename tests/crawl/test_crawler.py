@@ -10,15 +10,17 @@ import pytest
 from sqlalchemy import select, update
 
 from aidetect.settings import Settings
+from db import pages as frontier
 from db.models import Image, ImageSource, Page, WorkStatus, utcnow
 from db.session import make_engine, make_session_factory, transaction
-from producer.crawl import frontier
 from producer.crawl.config import CrawlConfig
 from producer.crawl.crawler import CrawlContext, PageStatus, process_page, start_crawl
 from producer.crawl.local import crawl_local
 from producer.crawl.politeness import LocalHostGate
 from producer.crawl.runtime import local_context
-from tests.worker.http_server import LocalHTTPServer, Reply, loopback_only, redirect
+from tests.httpserver.handlers import redirect
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer, Reply
 
 HTML = {"Content-Type": "text/html"}
 

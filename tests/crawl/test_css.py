@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from producer.crawl.css import declaration_images, rule_applies, stylesheet_refs
-from producer.crawl.discover import FoundAs, LoadedSheet, discover, json_ld_images
+from producer.crawl.discover import discover, json_ld_images
+from producer.crawl.found import FoundAs, LoadedSheet
 
 PAGE = "http://site.test/dir/page.html"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from producer.crawl.discover import Candidate, discover, largest, parse_srcset
+from producer.crawl.discover import discover
+from producer.crawl.srcset import Candidate, largest, parse_srcset
 
 PAGE = "http://site.test/dir/page.html"
 

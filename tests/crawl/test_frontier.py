@@ -11,13 +11,13 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from aidetect.urls import normalise_url
+from db import pages as frontier
 from db.models import ImageSource, Page, WorkStatus, utcnow
+from db.pages import NewPage
 from db.session import make_engine, make_session_factory, transaction
-from producer.crawl import frontier
 from producer.crawl.config import CrawlConfig, PageKind
 from producer.crawl.crawler import start_crawl
-from producer.crawl.discover import FoundImage
-from producer.crawl.frontier import NewPage
+from producer.crawl.found import FoundImage
 
 
 def page(path: str, kind: PageKind = PageKind.HTML, depth: int = 1) -> NewPage:

@@ -10,7 +10,7 @@ from aidetect.image_formats import accept_header
 from aidetect.settings import Settings
 from producer.crawl.config import PageKind
 from producer.crawl.pagefetch import DocumentFetchers
-from tests.worker.http_server import LocalHTTPServer, Reply
+from tests.httpserver.server import LocalHTTPServer, Reply
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from producer.crawl.politeness import HostBusy, LocalHostGate, RedisHostGate, _G
 
 
 @pytest.fixture
-def redis_client(crawl_redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(crawl_redis_url)
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 

@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from aidetect.settings import Settings
+from fetch.errors import FetchError
 from producer.crawl.config import CrawlConfig
 from producer.crawl.robots import LocalRobotsStore, RedisRobotsStore, RobotsCache, RobotsRules, agent_token
-from worker.errors import FetchError
 
 AGENT = agent_token(Settings().user_agent)
 ROBOTS = """User-agent: otherbot
@@ -60,8 +60,8 @@ def test_missing_robots_allows_everything_transient_failures_raise() -> None:
     assert caught.value.transient
 
 
-def test_one_download_for_all_workers(crawl_redis_url: str) -> None:
-    client = redis.Redis.from_url(crawl_redis_url)
+def test_one_download_for_all_workers(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
     downloads: list[str] = []
 
     def slow_download(url: str) -> tuple[str | None, int | None]:
@@ -99,9 +99,9 @@ def test_config_round_trip_and_scope() -> None:
     assert not anywhere.allows("http://external.invalid/logout", "external.invalid")
 
 
-def test_a_worker_that_missed_the_first_fetch_does_not_fetch_again(crawl_redis_url: str) -> None:
+def test_a_worker_that_missed_the_first_fetch_does_not_fetch_again(redis_url: str) -> None:
     """Interleaving: B reads the store (empty), A fetches, stores and unlocks, then B takes the lock."""
-    client = redis.Redis.from_url(crawl_redis_url)
+    client = redis.Redis.from_url(redis_url)
 
     class LateStore(RedisRobotsStore):
         first = True

@@ -6,10 +6,10 @@ import gzip
 
 import pytest
 
+from fetch.errors import FetchError
 from producer.crawl.errors import PageError
 from producer.crawl.sitemaps import parse_sitemap
-from tests.worker.http_server import zero_bomb
-from worker.errors import FetchError
+from tests.httpserver.handlers import zero_bomb
 
 URL = "http://site.test/sitemap.xml"
 LIMIT = 1 << 20

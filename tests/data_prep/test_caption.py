@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from db.captions import Caption
+from db.models import Caption
 from db.session import make_engine, make_session_factory
 from training.dataprep.caption import CaptionConfig, Captioner, caption_manifest
 from training.dataprep.errors import ModelUnavailableError

@@ -1,4 +1,4 @@
-"""The ``captions`` table: migration 0003 matches ``db.captions.Caption``; upserts keyed on (bytes, model, prompt)."""
+"""The ``captions`` table: migration 0003 matches ``db.models.Caption``; upserts keyed on (bytes, model, prompt)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from db.captions import Caption, CaptionRow, find_captions, upsert_captions
+from db.captions import CaptionRow, find_captions, upsert_captions
 from db.migrate import upgrade
-from db.models import Base
+from db.models import Base, Caption
 from db.session import make_engine, make_session_factory, transaction
 
 

@@ -56,7 +56,7 @@ def test_caption_generate_match_build_then_train(tiny_blip: Path, tiny_sd: Path,
         assert family_subset(manifest.split(split), "stable_diffusion")
 
     # What `aidetect train teacher` runs, on this manifest as it is (tiny input, one epoch, random init).
-    from training.recipe import TrainConfig
+    from training.config import TrainConfig
     from training.teacher import train_teacher
 
     tc = TrainConfig(input_size=64, epochs=1, batch_size=8, pretrained=False, threads=1, num_workers=0,

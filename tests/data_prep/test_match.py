@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from aidetect.settings import Settings
+from fetch.client import SafeFetcher
 from tests.data_prep.helpers import write_csv
+from tests.httpserver.handlers import image_reply
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from tests.image_factory import encode, noise_image, png
-from tests.worker.http_server import LocalHTTPServer, image_reply, loopback_only
 from training.dataprep.index import clean_prompt, read_index
 from training.dataprep.match import MatchConfig, assign, match_midjourney, tfidf_top_k
 from training.dataprep.table import read_jsonl, read_table
-from worker.fetch import SafeFetcher
 
 CAPTIONS = {
     "dog": "a dog running on the beach",
@@ -27,6 +29,11 @@ CAPTIONS = {
 
 
 class NoFetcher:
+    """A :class:`fetch.protocol.Fetcher` that fails the test when asked for anything."""
+
+    def fetch(self, url):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"fetched {url} again")
+
     def fetch_many(self, urls, max_workers=None):  # type: ignore[no-untyped-def]
         raise AssertionError(f"fetched {urls} again")
 

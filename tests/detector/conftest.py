@@ -1,4 +1,4 @@
-"""Shared fixtures for the detector tests: clean settings, small checkpoints, the realfake corpus."""
+"""Shared fixtures for the detector tests: clean settings, small checkpoints (``realfake`` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import torch
 
 from aidetect.settings import get_settings
 from detector.checkpoint import create_untrained_checkpoint
-
-REALFAKE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "realfake").resolve()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -35,9 +33,3 @@ def untrained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A float32 untrained checkpoint shared by the tests that only read it."""
     return create_untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "untrained", seed=0, dtype=torch.float32)
 
-
-@pytest.fixture(scope="session")
-def realfake() -> Path:
-    if not (REALFAKE / "manifest.csv").is_file():
-        pytest.skip(f"realfake corpus not found at {REALFAKE} (the shared/ folder next to the repo)")
-    return REALFAKE

@@ -13,8 +13,6 @@ from detector import Detector, DetectorError, backends
 from detector.backends import CPU_FORWARD_BATCH, auto_backend, forward_batch_size, load_detector
 from detector.tuned import AcceleratorTuning, TunedTorchDetector
 
-pytest.importorskip("onnxruntime")
-
 
 @pytest.fixture(autouse=True)
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures of the fault tests: private Redis and PostgreSQL servers the tests may kill, and helpers.
+"""Fixtures of the fault tests: private Redis and PostgreSQL servers they may kill (servers.py), and helpers.
 
 The shared services (127.0.0.1:5432 and :6379) are never stopped: a test that restarts a server starts
 its own on a spare loopback port, in its own temporary directory, and kills it at teardown.
@@ -10,77 +10,23 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from db.models import Image, Verdict, WorkStatus
-from tests.conftest import REPO_ROOT, CeleryWorker, service_missing, wait_until
-from tests.worker.http_server import LocalHTTPServer, Reply, png_bytes, send_reply
+from tests.conftest import REPO_ROOT, CeleryWorker, worker_factory
+from tests.faults.servers import PostgresCluster, RedisServer, initdb_template, postgres_dir
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.server import LocalHTTPServer, Reply, send_reply
 
-
-def spare_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-# ---- Redis ---------------------------------------------------------------------------------------------------
-
-class RedisServer:
-    """A ``redis-server`` of our own on a spare port, without persistence: a restart loses every message."""
-
-    def __init__(self, directory: Path, password: str | None = None) -> None:
-        self.password = password
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            service_missing("redis-server", FileNotFoundError("redis-server not on PATH"))
-        self.directory = directory
-        self.port = spare_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--protected-mode", "yes",
-             *(["--requirepass", self.password] if self.password else [])],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: _port_open(self.port), timeout_s=15, interval_s=0.05, what="redis-server listening")
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: everything in memory is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=15)
-        self.process = None
-
-    def restart(self, down_s: float = 1.0) -> None:
-        self.kill()
-        time.sleep(down_s)
-        self.start()
-
+# ---- private servers (tests/faults/servers.py) ---------------------------------------------------------------
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
@@ -98,110 +44,17 @@ def broker_url(own_redis: RedisServer) -> str:
     return own_redis.url
 
 
-# ---- PostgreSQL ----------------------------------------------------------------------------------------------
-
-def _pg_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
-    return candidates[0].parent if candidates else None
-
-
-def _as_owner(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its tools as the ``postgres`` user then."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
-
-
-def _chown_to_postgres(path: Path) -> None:
-    if os.geteuid() == 0:
-        shutil.chown(path, "postgres")
-
-
-class PostgresCluster:
-    """A PostgreSQL cluster of our own (initdb, pg_ctl) on a spare port, to stop and start at will."""
-
-    def __init__(self, template: Path, directory: Path) -> None:
-        self.bin = _pg_bin()
-        assert self.bin is not None
-        self.directory = directory
-        self.data = directory / "data"
-        shutil.copytree(template, self.data, symlinks=True)
-        for path in [directory, *self.data.rglob("*"), self.data]:
-            _chown_to_postgres(path)
-        self.port = spare_port()
-        self.log = directory / "postgres.log"
-
-    def admin_url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def _pg_ctl(self, *args: str, timeout_s: float = 60) -> None:
-        cmd = _as_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), *args])
-        subprocess.run(cmd, check=True, timeout=timeout_s, capture_output=True)
-
-    def start(self) -> None:
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
-        self._pg_ctl("-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        """``fast``: every session is ended at once (clients see their connections die)."""
-        try:
-            self._pg_ctl("-m", mode, "-w", "-t", "60", "stop")
-        except subprocess.CalledProcessError as exc:
-            if self.running():
-                raise AssertionError(f"pg_ctl stop failed: {exc.stdout!r} {exc.stderr!r}") from exc
-        assert not self.running(), "PostgreSQL still accepts connections after pg_ctl stop"
-
-    def running(self) -> bool:
-        return _port_open(self.port)
-
-    def create_database(self, name: str = "aidetect") -> str:
-        from db.migrate import upgrade
-        from db.session import make_engine
-
-        admin = sa.create_engine(self.admin_url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        url = self.admin_url(name)
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        return url
-
-
-def _postgres_dir(prefix: str) -> Path:
-    """A directory the cluster's owner can reach (pytest's own temporary directories are private to us)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    _chown_to_postgres(path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[Path]:
     """An initdb'd data directory, built once per session and copied by each cluster."""
-    pg_bin = _pg_bin()
-    if pg_bin is None:
-        service_missing("PostgreSQL server binaries", FileNotFoundError("pg_ctl/initdb not found"))
-    root = _postgres_dir("aidetect-pgtemplate-")
-    data = root / "data"
-    cmd = _as_owner([str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                     "--no-sync", "--no-instructions"])
-    try:
-        subprocess.run(cmd, check=True, timeout=120, capture_output=True)
-    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        service_missing("initdb", exc)
+    data = initdb_template()
     yield data
-    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(data.parent, ignore_errors=True)
 
 
 @pytest.fixture
 def own_postgres(pg_template: Path) -> Iterator[PostgresCluster]:
-    directory = _postgres_dir("aidetect-pg-")
+    directory = postgres_dir("aidetect-pg-")
     cluster = PostgresCluster(pg_template, directory)
     try:
         cluster.start()
@@ -253,19 +106,7 @@ def start_beat(tmp_path: Path) -> Iterator:
 def start_worker(tmp_path: Path) -> Iterator:
     """Like tests/conftest.py's, but workers are killed at teardown (a warm shutdown waits for what a fault left
     running, and these tests have their answers by then)."""
-    workers: list[CeleryWorker] = []
-
-    def start(app: str, queues: str, env: dict[str, str], wait: bool = True, **kwargs) -> CeleryWorker:
-        worker = CeleryWorker(app, queues, env, tmp_path / f"worker{len(workers)}.log", **kwargs)
-        workers.append(worker)
-        if wait:
-            worker.wait_ready()
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.kill()
-        worker.log_file.close()
+    yield from worker_factory(tmp_path, kill=True)
 
 
 def pool_children(worker: CeleryWorker) -> list[int]:

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, ServiceEnv, wait_until
-from tests.faults.conftest import Gate, RedisServer, fast_env, serve_images
-from tests.worker.http_server import Reply, png_bytes, send_reply
+from tests.faults.conftest import Gate, fast_env, serve_images
+from tests.faults.servers import RedisServer
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.server import Reply, send_reply
 
 IMAGES = 160
 RECOVERY_BOUND_S = 300  # issue 17: every row done within 5 minutes of Redis coming back empty

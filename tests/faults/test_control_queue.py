@@ -17,7 +17,8 @@ from db.models import Image, WorkStatus, utcnow
 from db.session import transaction
 from tests.conftest import ServiceEnv, wait_until
 from tests.faults.conftest import fast_env
-from tests.worker.http_server import Reply, png_bytes, send_reply
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.server import Reply, send_reply
 
 BACKLOG = 1000
 SLOW_S = 0.3  # each backlog message waits this long for its download

@@ -4,22 +4,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from aidetect.celery_app import DETECT_TASK
-from aidetect.settings import Settings
-from aidetect.urls import normalise_url
-from db import images as image_repo
-from db.jobs import create_job
 from db.models import Image, Verdict, WorkStatus
-from db.session import transaction
-from tests.conftest import ServiceEnv, wait_until
+from tests.conftest import ServiceEnv, queue_urls, wait_until
 from tests.faults.conftest import Gate, fast_env, serve_images
-from tests.worker.http_server import LocalHTTPServer, Reply, png_bytes, send_reply
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.server import LocalHTTPServer, Reply, send_reply
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 
@@ -38,10 +33,7 @@ def test_one_message_delivered_twice_to_two_racing_workers_writes_one_verdict_ea
         worker.wait_ready()
 
     producer = producer_factory(pg_url, broker_url)
-    with transaction(producer.sessions) as session:  # rows first, as the producer does, then the message twice
-        job = create_job(session, "enqueue", "test")
-        items = [image_repo.NewImage(n.url, n.url_hash, n.domain) for n in map(normalise_url, batch)]
-        ids = image_repo.queue_images(session, job.id, items, active_model_id=None).to_send
+    ids = queue_urls(producer.sessions, batch)  # rows first, as the producer does, then the message twice
     for _ in range(2):  # the very same message (same task id), as a redelivery would be
         producer.app.send_task(DETECT_TASK, args=[ids], task_id="same-message-twice")
 
@@ -59,31 +51,15 @@ def test_one_message_delivered_twice_to_two_racing_workers_writes_one_verdict_ea
 # ---- in-process races, many at once -------------------------------------------------------------------------
 
 @pytest.fixture
-def local_server() -> Iterator[LocalHTTPServer]:
-    with LocalHTTPServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def runtime(pg_url: str, checkpoint_dir: Path) -> Iterator[WorkerRuntime]:
-    settings = Settings(database_url=pg_url, checkpoint=checkpoint_dir, allowed_networks=["127.0.0.0/8"],
-                        torch_threads=1, fetch_threads=4, total_timeout_s=20, read_timeout_s=20, max_attempts=3)
-    rt = WorkerRuntime(settings)
-    yield rt
-    rt.close()
-
-
-def queue(rt: WorkerRuntime, urls: list[str]) -> list[int]:
-    with transaction(rt.sessions) as session:
-        job = create_job(session, "enqueue", "test")
-        items = [image_repo.NewImage(n.url, n.url_hash, n.domain) for n in map(normalise_url, urls)]
-        return image_repo.queue_images(session, job.id, items, active_model_id=None).to_send
+def runtime_settings(pg_url: str) -> dict[str, object]:
+    return {"database_url": pg_url, "fetch_threads": 4, "total_timeout_s": 20, "read_timeout_s": 20,
+            "max_attempts": 3}
 
 
 def test_many_deliveries_of_one_batch_at_once_write_one_verdict_per_image(
-        local_server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
-    urls = serve_images(local_server, 24, prefix="race")
-    ids = queue(runtime, urls)
+        server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
+    urls = serve_images(server, 24, prefix="race")
+    ids = queue_urls(runtime.sessions, urls)
     ctx = runtime.context()
     start = threading.Barrier(6)
     errors: list[BaseException] = []
@@ -110,7 +86,7 @@ def test_many_deliveries_of_one_batch_at_once_write_one_verdict_per_image(
 
 
 def test_a_row_done_by_one_delivery_is_not_failed_by_a_slower_one(
-        local_server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
+        server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
     """Delivery A (slow) gets a 404 after delivery B (fast) scored the image: the row stays done."""
     answers = iter([("slow", 404), ("fast", 200)])
     slow_may_answer = threading.Event()
@@ -125,12 +101,12 @@ def test_a_row_done_by_one_delivery_is_not_failed_by_a_slower_one(
         else:
             send_reply(req, Reply(200, {"Content-Type": "image/png"}, png_bytes(7, 7, (9, 9, 9))))
 
-    local_server.route("/flaky.png", flaky)
-    ids = queue(runtime, [local_server.url("/flaky.png")])
+    server.route("/flaky.png", flaky)
+    ids = queue_urls(runtime.sessions, [server.url("/flaky.png")])
     ctx = runtime.context()
     slow = threading.Thread(target=score_batch, args=(ids, ctx))
     slow.start()
-    wait_until(lambda: local_server.count("/flaky.png") == 1, timeout_s=30, what="the slow delivery downloading")
+    wait_until(lambda: server.count("/flaky.png") == 1, timeout_s=30, what="the slow delivery downloading")
     fast = score_batch(ids, ctx)  # claims the running row again, as a redelivery does, and scores it
     assert fast.done == ids
     slow_may_answer.set()

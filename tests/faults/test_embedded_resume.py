@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, func, select, text
 from db.models import Image, Verdict
 from tests.conftest import REPO_ROOT, wait_until
 from tests.faults.conftest import Gate, serve_images
-from tests.worker.http_server import LocalHTTPServer
+from tests.httpserver.server import LocalHTTPServer
 
 BATCH = 10
 

@@ -10,7 +10,7 @@ from aidetect.urls import normalise_url
 from db.models import WorkStatus
 from tests.conftest import ServiceEnv, wait_until
 from tests.faults.conftest import fast_env, serve_images
-from tests.worker.http_server import png_bytes
+from tests.httpserver.handlers import png_bytes
 
 MAX_ATTEMPTS = 2
 

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from db.models import WorkStatus
 from tests.conftest import ServiceEnv, wait_until
-from tests.faults.conftest import Gate, PostgresCluster, fast_env, serve_images
+from tests.faults.conftest import Gate, fast_env, serve_images
+from tests.faults.servers import PostgresCluster
 
 WAITING_WRITE = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                  "AND query ILIKE 'INSERT INTO verdicts%'")

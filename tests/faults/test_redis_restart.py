@@ -12,7 +12,8 @@ from pathlib import Path
 from kombu.exceptions import OperationalError as BrokerError
 
 from tests.conftest import ServiceEnv, wait_until
-from tests.faults.conftest import Gate, RedisServer, fast_env, serve_images
+from tests.faults.conftest import Gate, fast_env, serve_images
+from tests.faults.servers import RedisServer
 
 
 def test_a_redis_restart_mid_run_loses_nothing(

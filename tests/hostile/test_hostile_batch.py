@@ -1,7 +1,7 @@
 """Hostile bytes end to end: one batch through ``score_batch`` (download, decode, predict, store) in which every
 row ends with the right status, in bounded time, whatever the others did.
 
-What ``decode_image`` and ``SafeFetcher`` do on their own is tested in tests/detector and tests/worker; here
+What ``decode_image`` and ``SafeFetcher`` do on their own is tested in tests/detector and tests/fetch; here
 the question is whether the worker's whole path holds: a bomb, an odd mode or broken metadata must neither
 crash the batch nor cost its neighbours their verdicts.
 """
@@ -18,16 +18,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from aidetect.settings import Settings
 from aidetect.urls import normalise_url
-from db import images as image_repo
-from db.jobs import create_job
 from db.models import Image, Verdict, WorkStatus
-from db.session import transaction
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, queue_urls
 from tests.hostile import images as hostile
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from tests.image_factory import WEB_FORMATS
-from tests.worker.http_server import LocalHTTPServer, loopback_only, png_bytes
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 
@@ -41,20 +39,9 @@ def server() -> Iterator[LocalHTTPServer]:
 
 
 @pytest.fixture
-def runtime(sqlite_url: str, checkpoint_dir: Path) -> Iterator[WorkerRuntime]:
-    settings = Settings(database_url=sqlite_url, checkpoint=checkpoint_dir, allowed_networks=["127.0.0.0/8"],
-                        torch_threads=1, fetch_threads=8, total_timeout_s=10, read_timeout_s=5,
-                        max_image_bytes=2_000_000, max_image_pixels=20_000_000, max_attempts=1)
-    rt = WorkerRuntime(settings)
-    yield rt
-    rt.close()
-
-
-def queue(rt: WorkerRuntime, urls: list[str]) -> list[int]:
-    with transaction(rt.sessions) as session:
-        job = create_job(session, "enqueue", "hostile")
-        items = [image_repo.NewImage(n.url, n.url_hash, n.domain) for n in map(normalise_url, urls)]
-        return image_repo.queue_images(session, job.id, items, active_model_id=None).to_send
+def runtime_settings() -> dict[str, object]:
+    return {"fetch_threads": 8, "total_timeout_s": 10, "read_timeout_s": 5, "max_image_bytes": 2_000_000,
+            "max_image_pixels": 20_000_000, "max_attempts": 1}
 
 
 def test_a_batch_of_hostile_images_ends_row_by_row(server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
@@ -99,7 +86,7 @@ def test_a_batch_of_hostile_images_ends_row_by_row(server: LocalHTTPServer, runt
         add(f"web{suffix}", make(), "application/octet-stream", WorkStatus.DONE)
     add("good-neighbour", png_bytes(9, 9, (3, 4, 5)), "image/png", WorkStatus.DONE)
 
-    ids = queue(runtime, list(expected))
+    ids = queue_urls(runtime.sessions, list(expected), source="hostile")
     started = time.monotonic()
     outcome = score_batch(ids, runtime.context())
     elapsed = time.monotonic() - started

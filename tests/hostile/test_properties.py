@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) on hostile inputs, beyond the ones next to the code they test
 (tests/producer/test_urls.py: arbitrary text, idempotence; tests/detector/test_detector_decode.py: arbitrary and
-corrupted bytes; tests/worker/test_netguard.py: every IPv4 spelling; tests/provenance/test_provenance_fuzz.py).
+corrupted bytes; tests/fetch/test_netguard.py: every IPv4 spelling; tests/provenance/test_provenance_fuzz.py).
 
 Here: URLs built from hostile parts must come out of the producer either refused or in a form the worker
 accepts and the address guard can judge; valid pixels under fuzzed EXIF, ICC and text chunks must decode.
@@ -9,6 +9,7 @@ accepts and the address guard can judge; valid pixels under fuzzed EXIF, ICC and
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from urllib.parse import urlsplit
@@ -21,10 +22,10 @@ from aidetect.settings import Settings
 from aidetect.urls import MAX_URL_LENGTH, InvalidURL, normalise_url
 from detector.errors import DecodeError
 from detector.preprocess import decode_image
-from tests.worker.http_server import StaticResolver
-from worker.errors import FetchError
-from worker.netguard import check_host, is_public_address, parse_target
-from worker.provenance import extract_provenance
+from fetch.errors import FetchError
+from fetch.netguard import check_host, is_public_address, parse_target
+from tests.httpserver.network import StaticResolver
+from worker.provenance import MAX_ITEMS, ProvenanceSummary, extract_provenance
 
 GUARD = Settings(allow_private_networks=False, allowed_networks=[])
 NO_DNS = StaticResolver()  # every name fails like NXDOMAIN: literals are all the guard may pass
@@ -109,20 +110,37 @@ def _with_jpeg_segments(segments: list[tuple[bytes, bytes]]) -> bytes:
     return JPEG[:2] + body + JPEG[2:]
 
 
-def _decodes_or_refuses(data: bytes) -> None:
+def _decodes_or_refuses(data: bytes, container: str) -> None:
     try:
         image = decode_image(data, max_pixels=1_000_000)
     except DecodeError as exc:
         assert exc.code in ("not_an_image", "decode_error", "too_large")
     else:
         assert image.mode == "RGB" and image.size in ((24, 16), (16, 24))
-    assert extract_provenance(data).summary is not None
+    _provenance_holds(data, container)
+
+
+def _provenance_holds(data: bytes, container: str) -> None:
+    """Fuzzed metadata fails step by step, never the whole reading: the container is still known, and the evidence
+    stays plain, bounded JSON that PostgreSQL's jsonb accepts (no NUL)."""
+    result = extract_provenance(data)
+    evidence = result.evidence
+    assert result.summary in {s.value for s in ProvenanceSummary}
+    text = json.dumps(evidence)
+    assert json.loads(text) == evidence and "\\u0000" not in text, text[:500]
+    errors = evidence.get("errors", [])
+    assert not [e for e in errors if e.startswith("extract:")], errors  # an unexpected exception in the reader
+    assert len(errors) <= MAX_ITEMS and len(evidence.get("fields", {})) <= MAX_ITEMS
+    if evidence:
+        assert evidence["format"] == container, evidence
+    else:
+        assert result.summary == ProvenanceSummary.NONE
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(PNG_CHUNKS, st.binary(max_size=600)), max_size=4))
 def test_png_with_fuzzed_metadata_chunks(chunks: list[tuple[bytes, bytes]]) -> None:
-    _decodes_or_refuses(_with_png_chunks(chunks))
+    _decodes_or_refuses(_with_png_chunks(chunks), "png")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -134,4 +152,4 @@ def test_png_with_fuzzed_metadata_chunks(chunks: list[tuple[bytes, bytes]]) -> N
     st.binary(max_size=600).map(lambda b: b"http://ns.adobe.com/xap/1.0/\x00" + b),
 )), max_size=4))
 def test_jpeg_with_fuzzed_metadata_segments(segments: list[tuple[bytes, bytes]]) -> None:
-    _decodes_or_refuses(_with_jpeg_segments(segments))
+    _decodes_or_refuses(_with_jpeg_segments(segments), "jpeg")

@@ -15,9 +15,10 @@ from aidetect.settings import get_settings
 from cli.labels import export_labels, label
 from db import labels
 from db.session import transaction
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from tests.labels.factory import add_image, add_model, add_verdict
 from tests.provenance import images
-from tests.worker.http_server import LocalHTTPServer, loopback_only
 
 JPEG = images.plain_photo_jpeg()
 PNG = images.a1111_png()

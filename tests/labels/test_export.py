@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from aidetect.settings import Settings
 from db import labels
 from db.session import transaction
+from fetch.client import SafeFetcher
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from tests.labels.factory import add_image
 from tests.provenance import images
-from tests.worker.http_server import LocalHTTPServer, loopback_only
 from training.labels_export import MANIFEST_COLUMNS, ExportConfig, export_labels, generator_of, split_of
 from training.manifest import load_manifest
-from worker.fetch import SafeFetcher
 from worker.provenance import extract_provenance
 
 AI_PNG = images.a1111_png()

@@ -22,16 +22,16 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import (
-    BASE_REDIS_URL,
     REPO_ROOT,
     CeleryWorker,
     create_postgres_database,
     drop_postgres_database,
-    service_missing,
+    reachable_redis,
+    redis_database_url,
 )
 from tests.ops.images import ImageCheck
 
-# The shared redis_url fixture flushes databases 11-14; these tests keep to 10 and a key prefix.
+# The shared redis_url fixture flushes databases 11-14 (tests/training's 9): these keep to 10 and a key prefix.
 OPS_REDIS_DB = 10
 OPS_APP_MODULE = "tests.ops.ops_celery_app"
 PYTHON = sys.executable
@@ -108,15 +108,8 @@ class OpsBroker:
 
 @pytest.fixture(scope="package")
 def ops_broker() -> Iterator[OpsBroker]:
-    base = BASE_REDIS_URL.rsplit("/", 1)[0] if BASE_REDIS_URL.count("/") >= 3 else BASE_REDIS_URL
-    broker = OpsBroker(url=f"{base}/{OPS_REDIS_DB}", prefix=f"aidetect-ops-{secrets.token_hex(4)}:")
-    client = broker.client()
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        service_missing("Redis", exc)
-    finally:
-        client.close()
+    broker = OpsBroker(url=redis_database_url(OPS_REDIS_DB), prefix=f"aidetect-ops-{secrets.token_hex(4)}:")
+    reachable_redis(broker.url).close()
     yield broker
     broker.delete_keys()
 

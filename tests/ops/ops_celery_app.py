@@ -11,15 +11,23 @@ from __future__ import annotations
 import os
 import time
 
+from celery import Celery
+
 from aidetect.celery_app import make_app
 
-app = make_app()
-_prefix = os.environ.get("OPS_BROKER_PREFIX")
-if _prefix:
-    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": _prefix}
-    app.conf.result_backend_transport_options = {
-        **app.conf.result_backend_transport_options, "global_keyprefix": _prefix,
-    }
+
+def use_ops_prefix(app: Celery) -> Celery:
+    """Put every broker and result key of ``app`` under ``OPS_BROKER_PREFIX`` (when set)."""
+    prefix = os.environ.get("OPS_BROKER_PREFIX")
+    if prefix:
+        app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
+        app.conf.result_backend_transport_options = {
+            **app.conf.result_backend_transport_options, "global_keyprefix": prefix,
+        }
+    return app
+
+
+app = use_ops_prefix(make_app())
 
 
 @app.task(name="ops.echo", ignore_result=True)

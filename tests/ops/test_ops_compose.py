@@ -62,14 +62,11 @@ def compose(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def compose_spec_schema() -> dict[str, Any]:
-    try:
-        from importlib.resources import files
+    """The compose-spec schema that check-jsonschema (test extra) ships."""
+    from importlib.resources import files
 
-        import check_jsonschema
-    except ImportError as exc:  # test dependency: check-jsonschema ships the compose-spec schema
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"check-jsonschema is not installed: {exc}")
+    import check_jsonschema
+
     schema = files(check_jsonschema).joinpath("builtin_schemas", "vendor", "compose-spec.json")
     return json.loads(schema.read_text())
 

@@ -1,5 +1,5 @@
-"""The worker instruments (``aidetect/metrics.py``) and the exporter (``aidetect metrics serve``),
-against a real broker, a real PostgreSQL database and real multiprocess metric files."""
+"""The detect worker's instruments (``aidetect/metrics.py``, recorded by a real ``celery worker``) and the exporter
+(``aidetect metrics serve``), against a real broker, a real PostgreSQL database and real multiprocess metric files."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from aidetect import metrics
 from cli.metrics_cmd import (
     BrokerCollector,
     DatabaseCollector,
@@ -23,9 +22,13 @@ from cli.metrics_cmd import (
     build_registry,
     start_exporter,
 )
-from db.models import WorkStatus
+from db.models import Image, WorkStatus
 from db.session import transaction
-from tests.conftest import wait_until
+from producer.enqueue import EnqueueOptions, enqueue_urls
+from producer.sender import CelerySender
+from tests import image_factory as images
+from tests.conftest import ServiceEnv, wait_until
+from tests.httpserver.server import LocalHTTPServer
 from tests.ops.conftest import PYTHON, OpsBroker, Process, free_port, http_get, python_env
 from tests.ops.factory import add_image, seed
 
@@ -48,31 +51,80 @@ def collected(collector) -> Samples:  # type: ignore[no-untyped-def]
     return {(s.name, frozenset(s.labels.items())): s.value for family in collector.collect() for s in family.samples}
 
 
-def test_observe_batch_records_size_latency_and_outcomes() -> None:
-    def sample(name: str, **labels: str) -> float:
-        return REGISTRY.get_sample_value(name, labels) or 0.0
-
-    before = {"count": sample("aidetect_batch_duration_seconds_count"), "sum": sample("aidetect_batch_size_images_sum"),
-              "done": sample("aidetect_worker_images_total", outcome="done"),
-              "failed": sample("aidetect_worker_images_total", outcome="failed"),
-              "retry": sample("aidetect_worker_images_total", outcome="retry")}
-    metrics.observe_batch(64, 3.2, ok=60, failed=3, retried=1)
-    with metrics.timed("predict"):
-        pass
-    assert sample("aidetect_batch_duration_seconds_count") == before["count"] + 1
-    assert sample("aidetect_batch_duration_seconds_bucket", le="4.0") >= 1
-    assert sample("aidetect_batch_size_images_sum") == before["sum"] + 64
-    assert sample("aidetect_worker_images_total", outcome="done") == before["done"] + 60
-    assert sample("aidetect_worker_images_total", outcome="failed") == before["failed"] + 3
-    assert sample("aidetect_worker_images_total", outcome="retry") == before["retry"] + 1
-    assert sample("aidetect_batch_stage_duration_seconds_count", stage="predict") >= 1
+GOOD_IMAGES = 6
+BAD_IMAGES = {"http_404": "/gone.png", "not_an_image": "/page.html"}
 
 
+def serve_metrics(files: Path, log: Path, batches: int) -> Samples:
+    """``aidetect metrics serve --scope local`` over ``files``: its ``/metrics`` once it shows ``batches``
+    batches of ``worker-a`` (within seconds: the task records a batch right after storing its rows)."""
+    port = free_port()
+    exporter = Process([PYTHON, "-m", "cli.metrics_cmd", "serve", "--host", "127.0.0.1", "--port", str(port),
+                        "--scope", "local", "--multiproc-dir", str(files)], python_env(), log)
+    try:
+        def scrape() -> Samples | None:
+            assert exporter.running(), exporter.log()
+            try:
+                samples = parse(http_get(f"http://127.0.0.1:{port}/metrics").text)
+            except OSError:
+                return None
+            return samples if value(samples, "aidetect_batch_duration_seconds_count", worker="worker-a") == batches \
+                else None
+
+        return wait_until(scrape, timeout_s=30, interval_s=0.25, what=f"{batches} batches in the exporter")
+    finally:
+        exporter.stop()
+
+
+def test_a_real_detect_worker_records_its_batches_for_the_exporter(
+        ops_broker: OpsBroker, ops_database: str, ops_sessions: sessionmaker[Session], checkpoint_dir: Path,
+        start_worker, tmp_path: Path) -> None:
+    """Batches scored by a real ``celery worker`` (prefork, multiprocess mode) reach ``aidetect metrics serve``
+    as the documented series: batch latency and size, images by outcome, under the container's ``worker``."""
+    broker = OpsBroker(ops_broker.url, f"{ops_broker.prefix}detect:")  # keys the package's ops worker never reads
+    files = tmp_path / "prometheus"
+    (files / "worker-a").mkdir(parents=True)
+    env = ServiceEnv(ops_database, broker.url, checkpoint_dir).environ(
+        OPS_BROKER_PREFIX=broker.prefix, PROMETHEUS_MULTIPROC_DIR=str(files / "worker-a"), AIDETECT_MAX_ATTEMPTS="1")
+    start_worker("tests.ops.ops_detect_app", "detect", env)
+    with LocalHTTPServer() as server:
+        urls = [server.serve(f"/img/{i}.png", images.png(seed=i)) for i in range(GOOD_IMAGES)]
+        server.serve("/page.html", images.HTML_PAGE, "text/html")
+        urls += [server.url(path) for path in BAD_IMAGES.values()]
+        summary = enqueue_urls(urls, sessions=ops_sessions, sender=CelerySender(broker.app()),
+                               options=EnqueueOptions(batch_size=4))
+        assert (summary.accepted, summary.messages) == (len(urls), 2)
+
+        def final() -> dict[str, str | None] | None:
+            with ops_sessions() as session:
+                rows = dict(session.execute(select(Image.url, Image.error_code).where(
+                    Image.status.in_([WorkStatus.DONE, WorkStatus.FAILED]))).all())
+            return rows if len(rows) == len(urls) else None
+
+        rows = wait_until(final, timeout_s=180, interval_s=0.5, what="every row final")
+    assert sorted(code for code in rows.values() if code) == sorted(BAD_IMAGES)
+    samples = serve_metrics(files, tmp_path / "exporter.log", batches=2)
+    assert value(samples, "aidetect_batch_size_images_sum", worker="worker-a") == len(urls)
+    assert value(samples, "aidetect_batch_size_images_count", worker="worker-a") == 2
+    assert value(samples, "aidetect_worker_images_total", outcome="done", worker="worker-a") == GOOD_IMAGES
+    assert value(samples, "aidetect_worker_images_total", outcome="failed", worker="worker-a") == len(BAD_IMAGES)
+    assert value(samples, "aidetect_worker_images_total", outcome="retry", worker="worker-a") is None
+    assert 0 < value(samples, "aidetect_batch_duration_seconds_sum", worker="worker-a") < 180
+    assert value(samples, "aidetect_batch_duration_seconds_bucket", le="+Inf", worker="worker-a") == 2
+
+
+# Two "containers" write in multiprocess mode as a worker's children do (the series of a real worker are
+# checked above; this is the exporter's merge, one ``worker`` label per subdirectory).
 WORKER_SCRIPT = textwrap.dedent("""
     import sys
-    from aidetect import metrics
-    for size, ok, failed in [(8, 7, 1), (4, 4, 0)]:
-        metrics.observe_batch(size, float(sys.argv[1]), ok, failed)
+    from prometheus_client import Counter, Histogram
+    seconds = Histogram("ops_batch_duration_seconds", "A batch.", buckets=(0.5, 15))
+    images = Counter("ops_images", "Images.", ["outcome"])
+    for ok, failed in [(7, 1), (4, 0)]:
+        seconds.observe(float(sys.argv[1]))
+        images.labels(outcome="done").inc(ok)
+        if failed:
+            images.labels(outcome="failed").inc(failed)
 """)
 
 
@@ -87,13 +139,12 @@ def test_worker_files_are_merged_per_worker_container(tmp_path: Path) -> None:
 
     samples = collected(WorkerFilesCollector(root))
     for worker in ("worker-a", "worker-b"):
-        assert value(samples, "aidetect_batch_duration_seconds_count", worker=worker) == 2
-        assert value(samples, "aidetect_batch_size_images_sum", worker=worker) == 12
-        assert value(samples, "aidetect_worker_images_total", outcome="done", worker=worker) == 11
-        assert value(samples, "aidetect_worker_images_total", outcome="failed", worker=worker) == 1
-    assert value(samples, "aidetect_batch_duration_seconds_bucket", le="0.5", worker="worker-a") == 2
-    assert value(samples, "aidetect_batch_duration_seconds_bucket", le="15.0", worker="worker-b") == 0
-    assert value(samples, "aidetect_batch_duration_seconds_bucket", le="+Inf", worker="worker-b") == 2
+        assert value(samples, "ops_batch_duration_seconds_count", worker=worker) == 2
+        assert value(samples, "ops_images_total", outcome="done", worker=worker) == 11
+        assert value(samples, "ops_images_total", outcome="failed", worker=worker) == 1
+    assert value(samples, "ops_batch_duration_seconds_bucket", le="0.5", worker="worker-a") == 2
+    assert value(samples, "ops_batch_duration_seconds_bucket", le="15.0", worker="worker-b") == 0
+    assert value(samples, "ops_batch_duration_seconds_bucket", le="+Inf", worker="worker-b") == 2
     assert not any(dict(labels).get("worker") == "empty" for _, labels in samples)
     assert collected(WorkerFilesCollector(tmp_path / "missing")) == {}
 
@@ -173,7 +224,7 @@ def test_exporter_serves_every_source(exporter_url: str, ops_broker: OpsBroker,
     assert value(samples, "aidetect_queue_unacked_messages") is not None
     assert value(samples, "aidetect_images", status="done") == 4
     assert value(samples, "aidetect_images_failed", error_code="http_404") == 1
-    assert value(samples, "aidetect_worker_images_total", outcome="done", worker="worker-a") == 11
+    assert value(samples, "ops_images_total", outcome="done", worker="worker-a") == 11
     assert value(samples, "aidetect_exporter_source_up", source="broker") == 1
     assert value(samples, "aidetect_exporter_source_up", source="database") == 1
     assert http_get(f"{exporter_url}/healthz").text == "ok\n"

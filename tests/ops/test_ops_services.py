@@ -29,7 +29,7 @@ def test_light_services_run_on_the_light_requirements_without_torch(report: dict
 
 @pytest.mark.parametrize("module, queue_tasks", [
     ("aidetect.celery_app", set()),
-    ("producer.crawl", {"producer.crawl_page"}),
+    ("producer.crawl", {"producer.crawl_page", "producer.crawl_sweep"}),
     ("worker", {"worker.detect_batch", "worker.sweep_stuck"}),
     ("training", set()),
 ])
@@ -40,5 +40,11 @@ def test_every_app_module_loads_and_registers_its_tasks(report: dict[str, Any], 
     assert queue_tasks <= set(result["tasks"]), f"{module} registers {result['tasks']}"
     if module == "training":
         assert any(t.startswith("training.") for t in result["tasks"]), result["tasks"]
-    if module == "worker":  # beat sends these by name: the detect worker must know them
-        assert set(report["aidetect.celery_app"]["beat"]) <= set(result["tasks"])
+
+
+def test_every_task_beat_sends_is_registered_by_the_worker_of_its_queue(report: dict[str, Any]) -> None:
+    """Beat sends the sweeps by name: the stuck-image sweep to the detect workers (queue ``control``), the
+    stuck-page sweep to the crawl workers (queue ``crawl``)."""
+    assert sorted(report["aidetect.celery_app"]["beat"]) == ["producer.crawl_sweep", "worker.sweep_stuck"]
+    assert "worker.sweep_stuck" in report["worker"]["tasks"]
+    assert "producer.crawl_sweep" in report["producer.crawl"]["tasks"]

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from rich.console import Console
 from sqlalchemy.orm import Session, sessionmaker
 
-from cli.status import collect_status, failures_since, image_counts, render_table
+from cli.status import collect_status, render_table
 from db.session import transaction
+from db.status import failures_since, image_counts
 from tests.conftest import CeleryWorker
 from tests.ops.conftest import PYTHON, OpsBroker, free_port, python_env, worker_node
 from tests.ops.factory import seed

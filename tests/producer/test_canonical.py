@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aidetect.urls import InvalidURL, Rejection, normalise_url
+from fetch.errors import FetchError
+from fetch.netguard import normalize_host
 from tests.conftest import REPO_ROOT
-from tests.worker.http_server import LocalHTTPServer, png_bytes
-from worker.errors import FetchError
-from worker.netguard import normalize_host
+from tests.httpserver.handlers import png_bytes
+from tests.httpserver.server import LocalHTTPServer
 
 
 @pytest.mark.parametrize("raw", [

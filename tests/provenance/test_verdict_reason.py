@@ -26,8 +26,9 @@ from db.models import Image, Verdict, VerdictLabel, VerdictReason
 from db.results import ResultFilter, query_results
 from db.session import transaction
 from tests.cli.test_score_cli import run_cli
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from tests.provenance import images
-from tests.worker.http_server import LocalHTTPServer, loopback_only
 from worker.decision import decide
 from worker.pipeline import score_batch
 from worker.provenance import ProvenanceSummary

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import CeleryWorker, ServiceEnv, create_postgres_database, drop_postgres_database
-from tests.faults.conftest import RedisServer
+from tests.faults.servers import RedisServer
 
 REDIS_PASSWORD = "redis-" + secrets.token_hex(8)
 DB_PASSWORD = "pg-" + secrets.token_hex(8)

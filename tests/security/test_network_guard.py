@@ -2,7 +2,7 @@
 every hostile URL a row may hold (the producer's checks bypassed) before any connection is attempted, and
 re-checks every redirect hop.
 
-``SafeFetcher`` and ``netguard`` are tested piece by piece in tests/worker; this is the end-to-end view, under
+``SafeFetcher`` and ``netguard`` are tested piece by piece in tests/fetch; this is the end-to-end view, under
 ``loopback_only()`` (any non-loopback connect or DNS lookup fails the test) and with a resolver that maps test
 names to private addresses.
 """
@@ -21,8 +21,10 @@ from db import images as image_repo
 from db.jobs import create_job
 from db.models import Image, WorkStatus
 from db.session import transaction
-from tests.worker.http_server import LocalHTTPServer, NetworkGuard, StaticResolver, loopback_only, png_bytes, redirect
-from worker.fetch import SafeFetcher
+from fetch.client import SafeFetcher
+from tests.httpserver.handlers import png_bytes, redirect
+from tests.httpserver.network import NetworkGuard, StaticResolver, loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 

@@ -1,7 +1,7 @@
 """Fixtures of the training tests: a generated tiny dataset, a PostgreSQL database, Redis, a real
 training worker (``celery -A training worker -Q training``) and a Celery client bound to that Redis.
 
-Services come from DATABASE_URL / REDIS_URL (defaults: the local PostgreSQL and Redis db 13).
+Services come from DATABASE_URL / REDIS_URL (defaults: the local PostgreSQL and Redis; database 9 here).
 A missing service skips locally and fails in CI (CI=true).
 """
 
@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import create_postgres_database, drop_postgres_database, service_missing
+from tests.conftest import create_postgres_database, drop_postgres_database, flushed_redis
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TRAINING_REDIS_URL = os.environ.get("AIDETECT_TEST_TRAINING_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Module-scoped (the worker serves a whole module), so outside the 11-14 that ``redis_url`` flushes per test.
+TRAINING_REDIS_DB = 9
 
 # Tiny, fast settings: timm's 0.1M-parameter test network on 64 px crops, no ImageNet weights.
 TINY_TRAIN = {"arch": "test_efficientnet", "input_size": 64, "epochs": 2, "batch_size": 8, "lr": 3e-3,
@@ -108,16 +109,8 @@ def sessions(training_db: str):  # noqa: ANN201 - sessionmaker
 
 @pytest.fixture(scope="module")
 def training_redis() -> Iterator[str]:
-    import redis
-
-    client = redis.Redis.from_url(TRAINING_REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.exceptions.ConnectionError as exc:
-        service_missing("Redis", exc)
-    yield TRAINING_REDIS_URL
-    client.flushdb()
-    client.close()
+    with flushed_redis(TRAINING_REDIS_DB) as url:
+        yield url
 
 
 @dataclass

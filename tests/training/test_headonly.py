@@ -15,7 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def head_only_config(cache: Path, **extra):  # noqa: ANN201 - TrainConfig
-    from training.recipe import TrainConfig
+    from training.config import TrainConfig
 
     return TrainConfig.from_dict({**TINY_TRAIN, "head_only": True, "head_views": 2, "head_l2": 0.01,
                                   "feature_cache": str(cache), "target_fpr": 0.05, "target_fnr": 0.05,
@@ -39,10 +39,10 @@ def test_fit_head_folds_standardisation_and_separates() -> None:
 
 def test_head_only_teacher_and_student(tiny_manifest: Path, tmp_path: Path) -> None:
     from detector.checkpoint import load_checkpoint
+    from training.config import DistillRecipe
     from training.distill import distill
     from training.evaluation import evaluate_checkpoint
-    from training.losses import DistillRecipe
-    from training.recipe import build_network, model_config
+    from training.network import build_network, model_config
     from training.teacher import train_teacher
 
     cache = tmp_path / "features"

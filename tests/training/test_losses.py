@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from training.losses import IGNORE, DistillRecipe, binary_kd_loss, detector_loss, family_targets
+from training.config import DistillRecipe
+from training.losses import IGNORE, binary_kd_loss, detector_loss, family_targets
 
 
 def _kl(p: float, q: float) -> float:

@@ -1,4 +1,5 @@
-"""Metric functions against scikit-learn on fixed inputs; thresholds keep their ordering and targets."""
+"""Metric functions: exact values on a hand-checked set, scikit-learn on random ones with ties, what is undefined
+raises; thresholds keep their ordering and targets."""
 
 from __future__ import annotations
 
@@ -14,6 +15,41 @@ RNG = np.random.default_rng(7)
 LABELS = RNG.integers(0, 2, size=300)
 SCORES = np.clip(0.35 * LABELS + RNG.normal(0.35, 0.2, size=300), 0, 1)
 SCORES[:40] = np.round(SCORES[:40], 1)  # ties
+
+# Three AI images (0.45, 0.85, 0.95) and three real ones (0.15, 0.45, 0.65): one AI/real tie at 0.45.
+HAND_LABELS = np.array([1, 1, 1, 0, 0, 0])
+HAND_SCORES = np.array([0.45, 0.85, 0.95, 0.15, 0.45, 0.65])
+
+
+def test_exact_values_on_a_hand_checked_set() -> None:
+    assert metrics.roc_auc(HAND_SCORES, HAND_LABELS) == pytest.approx(7.5 / 9)  # the tie counts one half
+    assert metrics.average_precision(HAND_SCORES, HAND_LABELS) == pytest.approx(1 / 3 + 1 / 3 + 1 / 3 * 3 / 5)
+    curve = metrics.roc_curve(HAND_SCORES, HAND_LABELS)
+    np.testing.assert_allclose(curve.fpr, [0, 0, 0, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(curve.tpr, [0, 1 / 3, 2 / 3, 2 / 3, 1, 1])
+    np.testing.assert_array_equal(curve.thresholds, [np.inf, 0.95, 0.85, 0.65, 0.45, 0.15])
+    assert metrics.tpr_at_fpr(HAND_SCORES, HAND_LABELS, 0.0) == pytest.approx(2 / 3)
+    assert metrics.tpr_at_fpr(HAND_SCORES, HAND_LABELS, 0.7) == 1.0
+    assert metrics.accuracy(HAND_SCORES, HAND_LABELS, 0.5) == pytest.approx(4 / 6)
+    assert metrics.balanced_accuracy(HAND_SCORES, HAND_LABELS, 0.5) == pytest.approx(2 / 3)
+    rel = metrics.reliability(HAND_SCORES, HAND_LABELS)
+    np.testing.assert_array_equal(rel.count, [1, 2, 1, 1, 1])
+    np.testing.assert_allclose(rel.frequency, [0, 0.5, 0, 1, 1])
+    assert rel.ece == pytest.approx((0.15 + 2 * 0.05 + 0.65 + 0.15 + 0.05) / 6)
+
+
+def test_undefined_metrics_raise_or_are_left_out() -> None:
+    real_only = np.zeros(4, dtype=int)
+    scores = np.array([0.1, 0.2, 0.6, 0.9])
+    for undefined in (metrics.roc_auc, metrics.roc_curve, metrics.average_precision):
+        with pytest.raises(ValueError, match="both classes|positives"):
+            undefined(scores, real_only)
+    assert np.isnan(metrics.balanced_accuracy(scores, real_only, 0.5))
+    assert np.isnan(metrics.accuracy(np.zeros(0), np.zeros(0), 0.5))
+    summary = metrics.binary_summary(scores, real_only, 0.5)
+    assert summary == {"n": 4, "n_ai": 0, "accuracy": 0.5, "ece": pytest.approx((0.1 + 0.2 + 0.6 + 0.9) / 4)}
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.roc_auc(scores, np.array([0, 1]))
 
 
 def test_roc_auc_and_curve_match_sklearn() -> None:

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from aidetect.celery_app import DISTILL_TASK, EVALUATE_TASK, PROMOTE_TASK, TEACHER_TASK
 from db.models import Model, TrainingRun, WorkStatus
 from tests.training.conftest import TINY_TRAIN
 from training import registry_ops, service
-from training.tasks import DISTILL_TASK, EVALUATE_TASK, PROMOTE_TASK, TEACHER_TASK
 
 FAMILIES = ("midjourney", "stable_diffusion", "sd_finetune")
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from aidetect.settings import Settings
 from aidetect.urls import normalise_url
 from db import images as image_repo
-from db.jobs import create_job
 from db.models import Image, Verdict, WorkStatus
 from db.session import transaction
 from tests import image_factory as images
-from tests.worker.http_server import LocalHTTPServer, drip, loopback_only
+from tests.conftest import queue_urls
+from tests.httpserver.handlers import drip
+from tests.httpserver.network import loopback_only
+from tests.httpserver.server import LocalHTTPServer
 from worker.pipeline import score_batch
 from worker.runtime import WorkerRuntime
 
@@ -27,20 +27,8 @@ def server() -> Iterator[LocalHTTPServer]:
 
 
 @pytest.fixture
-def runtime(sqlite_url: str, checkpoint_dir: Path) -> Iterator[WorkerRuntime]:
-    settings = Settings(database_url=sqlite_url, checkpoint=checkpoint_dir, allowed_networks=["127.0.0.0/8"],
-                        torch_threads=1, total_timeout_s=1.5, read_timeout_s=1.0, max_image_bytes=300_000,
-                        max_attempts=2)
-    rt = WorkerRuntime(settings)
-    yield rt
-    rt.close()
-
-
-def queue(rt: WorkerRuntime, urls: list[str]) -> list[int]:
-    with transaction(rt.sessions) as session:
-        job = create_job(session, "enqueue", "test")
-        items = [image_repo.NewImage(n.url, n.url_hash, n.domain) for n in map(normalise_url, urls)]
-        return image_repo.queue_images(session, job.id, items, active_model_id=None).to_send
+def runtime_settings() -> dict[str, object]:
+    return {"total_timeout_s": 1.5, "read_timeout_s": 1.0, "max_image_bytes": 300_000, "max_attempts": 2}
 
 
 def rows_by_url(rt: WorkerRuntime) -> dict[str, Image]:
@@ -59,7 +47,7 @@ def test_every_format_scores_and_every_failure_has_its_code(server: LocalHTTPSer
         "blocked_address": "http://10.0.0.1/a.jpg",
     }
     html_as_jpeg = server.serve("/lies.jpg", images.HTML_PAGE, "image/jpeg")
-    ids = queue(runtime, [*good.values(), *bad.values(), html_as_jpeg])
+    ids = queue_urls(runtime.sessions, [*good.values(), *bad.values(), html_as_jpeg])
 
     outcome = score_batch(ids, runtime.context())
 
@@ -78,7 +66,7 @@ def test_every_format_scores_and_every_failure_has_its_code(server: LocalHTTPSer
 
 
 def test_batch_delivered_twice_writes_one_verdict(server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
-    ids = queue(runtime, [server.serve(f"/{i}.png", images.png(seed=i)) for i in range(3)])
+    ids = queue_urls(runtime.sessions, [server.serve(f"/{i}.png", images.png(seed=i)) for i in range(3)])
     first = score_batch(ids, runtime.context())
     second = score_batch(ids, runtime.context())
     assert len(first.done) == 3 and second.skipped == 3 and second.done == []
@@ -89,9 +77,9 @@ def test_batch_delivered_twice_writes_one_verdict(server: LocalHTTPServer, runti
 
 def test_same_bytes_at_two_urls_are_scored_once(server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
     data = images.jpeg(seed=7)
-    ids = queue(runtime, [server.serve("/a.jpg", data, "image/jpeg")])
+    ids = queue_urls(runtime.sessions, [server.serve("/a.jpg", data, "image/jpeg")])
     score_batch(ids, runtime.context())
-    twin = queue(runtime, [server.serve("/b.jpg", data, "image/jpeg")])
+    twin = queue_urls(runtime.sessions, [server.serve("/b.jpg", data, "image/jpeg")])
     score_batch(twin, runtime.context())
     with runtime.sessions() as session:
         verdicts = session.scalars(select(Verdict).order_by(Verdict.image_id)).all()
@@ -102,7 +90,7 @@ def test_same_bytes_at_two_urls_are_scored_once(server: LocalHTTPServer, runtime
 def test_transient_failures_are_retried_then_given_up(server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
     server.serve("/busy.jpg", b"", status=503)
     server.route("/slow.jpg", drip(interval_s=0.5))
-    ids = queue(runtime, [server.url("/busy.jpg"), server.url("/slow.jpg")])
+    ids = queue_urls(runtime.sessions, [server.url("/busy.jpg"), server.url("/slow.jpg")])
     first = score_batch(ids, runtime.context())
     assert sorted(first.retry) == sorted(ids)
     rows = rows_by_url(runtime)
@@ -114,7 +102,7 @@ def test_transient_failures_are_retried_then_given_up(server: LocalHTTPServer, r
 
 
 def test_rows_claimed_too_often_fail_as_poison(server: LocalHTTPServer, runtime: WorkerRuntime) -> None:
-    ids = queue(runtime, [server.serve("/p.png", images.png())])
+    ids = queue_urls(runtime.sessions, [server.serve("/p.png", images.png())])
     with transaction(runtime.sessions) as session:  # two deliveries that died mid-batch
         image_repo.claim_images(session, ids, model_id=1)
         image_repo.claim_images(session, ids, model_id=1)

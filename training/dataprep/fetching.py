@@ -1,7 +1,7 @@
-"""Getting matched Midjourney images: URLs through the workers' safe downloader, local paths read from disk.
+"""Getting matched Midjourney images: URLs through the safe downloader, local paths read from disk (:mod:`fetch`).
 
-Every image ends as a saved file or a failure record with an error code (the workers' fetch codes, the
-decoder's ``not_an_image``/``decode_error``/``too_large``, or ``file_not_found``/``file_error``).
+Every image ends as a saved file or a failure record with an error code (the fetch codes of :mod:`fetch.errors`, the
+decoder's ``not_an_image``/``decode_error``/``too_large``, or ``file_not_found``/``file_error``/``not_a_file``).
 """
 
 from __future__ import annotations
@@ -11,28 +11,22 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from PIL import Image
 
+from aidetect.image_formats import format_suffix
 from aidetect.settings import get_settings
 from detector.errors import DecodeError
 from detector.preprocess import decode_image
+from fetch.errors import FetchError
+from fetch.local import read_local_file
+from fetch.protocol import Fetcher, FetchResult
 from training.dataprep.index import MidjourneyItem, item_key
 from training.dataprep.table import Row, slug, write_bytes_atomic
-from worker.errors import FetchError
-from worker.fetch import FetchResult
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
 IMAGE_FOLDER = "images/midjourney"
-
-
-class Fetcher(Protocol):
-    """What :class:`worker.fetch.SafeFetcher` offers: concurrent downloads, one result or error per URL."""
-
-    def fetch_many(self, urls: Sequence[str], max_workers: int | None = None) -> list[FetchResult | FetchError]: ...
 
 
 Match = tuple[Row, MidjourneyItem, float]  # caption row, chosen image, similarity
@@ -70,13 +64,9 @@ def fetch_images(matches: Sequence[Match], out_dir: Path, fetcher: Fetcher | Non
 
 def _read_local(path: Path, max_bytes: int) -> bytes | FetchError:
     try:
-        if path.stat().st_size > max_bytes:
-            return FetchError("too_large", f"{path}: {path.stat().st_size} bytes (limit {max_bytes})")
-        return path.read_bytes()
-    except FileNotFoundError:
-        return FetchError("file_not_found", str(path))
-    except OSError as exc:
-        return FetchError("file_error", f"{path}: {exc}")
+        return read_local_file(path, max_bytes)
+    except FetchError as exc:
+        return exc
 
 
 def _save(body: bytes | FetchResult, item: MidjourneyItem, out_dir: Path, reencode: bool) -> Row:
@@ -89,7 +79,7 @@ def _save(body: bytes | FetchResult, item: MidjourneyItem, out_dir: Path, reenco
     if reencode:
         relative, data = f"{IMAGE_FOLDER}/{stem}.jpg", _jpeg(image)
     else:
-        relative, data = f"{IMAGE_FOLDER}/{stem}{EXTENSIONS.get(fmt, '.img')}", content
+        relative, data = f"{IMAGE_FOLDER}/{stem}{format_suffix(fmt)}", content
     write_bytes_atomic(out_dir / relative, data)
     return {"path": relative, "orig_format": fmt, "orig_width": str(width), "orig_height": str(height)}
 

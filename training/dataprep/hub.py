@@ -58,7 +58,7 @@ def load_pretrained(load: Callable[..., T], model: str, what: str, **kwargs: Any
             return load(path, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
             raise DataPrepError(f"{path} does not hold a loadable {what}: {exc}") from exc
-    from detector.hub import hub_reachable
+    from training.hub import hub_reachable
 
     online = hub_reachable()
     try:

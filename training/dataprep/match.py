@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from fetch.protocol import Fetcher
 from training.dataprep.errors import DataPrepError, InputError
-from training.dataprep.fetching import Fetcher, fetch_images
+from training.dataprep.fetching import fetch_images
 from training.dataprep.hub import require
 from training.dataprep.index import MidjourneyItem, read_index
 from training.dataprep.table import (
@@ -174,7 +175,7 @@ def match_midjourney(config: MatchConfig, fetcher: Fetcher | None = None, simila
                      report: Report = silent) -> MatchResult:
     """Match every captioned photo without a match yet, fetch the chosen images, write the manifest.
 
-    ``fetcher`` defaults to the workers' :class:`worker.fetch.SafeFetcher`. Raises InputError for unusable
+    ``fetcher`` defaults to :class:`fetch.client.SafeFetcher`. Raises InputError for unusable
     inputs; fetch and decode failures end as lines of ``failures.jsonl``, never as exceptions.
     """
     out = Path(config.out_dir).resolve()
@@ -216,7 +217,7 @@ def _fetcher_for(items: list[MidjourneyItem], fetcher: Fetcher | None) -> Iterat
     if fetcher is not None or not any(i.is_url for i in items):
         yield fetcher
         return
-    from worker.fetch import SafeFetcher
+    from fetch.client import SafeFetcher
 
     with SafeFetcher() as own:
         yield own

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from aidetect.celery_app import app
+from aidetect.celery_app import BUILD_TASK, CAPTION_TASK, GENERATE_TASK, MATCH_TASK, app
 from db.models import WorkStatus
 from db.session import transaction
 from training import registry_ops
@@ -25,10 +25,6 @@ from training.tasks import TASK_OPTIONS, session_factory, task_report
 
 log = logging.getLogger(__name__)
 
-CAPTION_TASK = "training.data_caption"
-GENERATE_TASK = "training.data_generate"
-MATCH_TASK = "training.data_match"
-BUILD_TASK = "training.data_build"
 KINDS = {CAPTION_TASK: "caption", GENERATE_TASK: "generate", MATCH_TASK: "match", BUILD_TASK: "build"}
 
 

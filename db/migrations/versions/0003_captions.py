@@ -4,7 +4,7 @@ Revision ID: 0003
 Revises: 0001
 Create Date: 2026-11-25
 
-One row per (image bytes, captioning model, prompt): ``db.captions.Caption``.
+One row per (image bytes, captioning model, prompt): ``db.models.Caption``.
 """
 
 import sqlalchemy as sa

@@ -4,7 +4,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-03
 
-``img``, ``srcset``, ``css``, ``icon``, ``meta``, ``link`` or ``sitemap`` (``producer.crawl.discover.FoundAs``);
+``img``, ``srcset``, ``css``, ``icon``, ``meta``, ``link`` or ``sitemap`` (``producer.crawl.found.FoundAs``);
 NULL for rows written before this revision.
 """
 

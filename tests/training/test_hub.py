@@ -11,15 +11,16 @@ import timm
 import torch
 from PIL import Image
 
-from detector.errors import DetectorError, HubUnavailableError
-from detector.hub import (
+from detector.errors import DetectorError
+from detector.verdict import Verdict
+from training.hub import (
+    HubUnavailableError,
     find_ai_index,
     hub_reachable,
     load_hub_model,
     load_timm_model,
     load_transformers_model,
 )
-from detector.verdict import Verdict
 
 UNPUBLISHED = "aidetect-tests/never-published-detector"
 

@@ -11,20 +11,32 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from aidetect.urls import NormalisedURL
 from db import images as image_repo
-from db.models import Image, ImageSource, Job, JobImage, Page, WorkStatus, utcnow
+from db.models import Image, ImageSource, Job, JobImage, Page, PageKind, WorkStatus, utcnow
 from db.upsert import insert_for
-from producer.crawl.config import PageKind
-from producer.crawl.discover import FoundImage
 
 CHUNK = 500
 T = TypeVar("T")
 _KIND_ORDER = case((Page.kind == PageKind.ROBOTS.value, 0), (Page.kind == PageKind.SITEMAP.value, 1), else_=2)
+
+
+class FoundImage(Protocol):
+    """An image found on a page, as the crawler describes it (``producer.crawl.found.FoundImage``)."""
+
+    @property
+    def url(self) -> NormalisedURL: ...
+    @property
+    def alt(self) -> str | None: ...
+    @property
+    def page_url(self) -> str | None: ...  # the page it is on, when not the one parsed (image sitemaps)
+    @property
+    def found_as(self) -> str: ...  # ``image_sources.found_as``
 
 
 @dataclass(frozen=True)
@@ -292,7 +304,7 @@ def _link_sources(session: Session, job_id: int, page_id: int, images: Sequence[
     for image in images:
         key = (ids[image.url.url_hash], pages.get(image.page_url, page_id) if image.page_url else page_id)
         row = rows.setdefault(key, {"image_id": key[0], "page_id": key[1], "alt_text": None,
-                                    "found_as": image.found_as.value})
+                                    "found_as": str(image.found_as)})
         if row["alt_text"] is None:
             row["alt_text"] = image.alt
     items = list(rows.values())
@@ -307,10 +319,16 @@ def _link_sources(session: Session, job_id: int, page_id: int, images: Sequence[
 
 # ---- what users follow (``aidetect jobs show``) ---------------------------------------------------------------
 
+def kind_status_counts(session: Session, job_id: int) -> list[tuple[str, WorkStatus, int]]:
+    """``(kind, status, rows)`` of a job's pages, ordered by kind and status."""
+    rows = session.execute(select(Page.kind, Page.status, func.count()).where(Page.job_id == job_id)
+                           .group_by(Page.kind, Page.status).order_by(Page.kind, Page.status)).tuples().all()
+    return list(rows)
+
+
 def page_counts(session: Session, job_id: int) -> list[dict[str, object]]:
     """Pages of a job by kind and status."""
-    rows = session.execute(select(Page.kind, Page.status, func.count()).where(Page.job_id == job_id)
-                           .group_by(Page.kind, Page.status).order_by(Page.kind, Page.status)).all()
+    rows = kind_status_counts(session, job_id)
     return [{"kind": kind, "status": str(status), "pages": n} for kind, status, n in rows]
 
 

@@ -14,7 +14,7 @@ from detector.config import ModelConfig
 from detector.errors import DetectorError
 from detector.model import build_model
 from detector.preprocess import decode_image
-from detector.pretrained import imagenet_batch, init_backbone_from_imagenet, load_imagenet_lite, map_by_position
+from training.pretrained import imagenet_batch, init_backbone_from_imagenet, load_imagenet_lite, map_by_position
 
 CAT_SYNSETS = ("n02124075", "n02123045", "n02123159", "n02123394", "n02123597")  # Egyptian cat first
 

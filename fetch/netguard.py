@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 from aidetect.hosts import InvalidHost, canonical_host, ipv4_literal, parse_ipv6
 from aidetect.settings import Settings, get_settings
-from worker.errors import FetchError
+from fetch.errors import FetchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str], Iterable[str]]

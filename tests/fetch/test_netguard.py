@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aidetect.settings import Settings
-from tests.worker.http_server import StaticResolver, loopback_only
-from worker.errors import FetchError
-from worker.netguard import check_host, is_public_address, normalize_host
+from fetch.errors import FetchError
+from fetch.netguard import check_host, is_public_address, normalize_host
+from tests.httpserver.network import StaticResolver, loopback_only
 
 DEFAULT = Settings(allow_private_networks=False, allowed_networks=[])
 RESOLVER = StaticResolver({"public.test": ["93.184.216.34", "2606:2800:220:1::1"], "private.test": ["10.0.0.1"],

@@ -26,7 +26,7 @@ from torch import nn
 
 from aidetect.settings import get_settings
 from detector.detector import ModelInfo, resolve_device
-from detector.errors import DetectorError, HubUnavailableError
+from detector.errors import DetectorError
 from detector.preprocess import to_rgb
 from detector.verdict import Thresholds, Verdict, make_verdict
 
@@ -34,6 +34,10 @@ PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "on", "yes", "true"}
 _AI_WORDS = ("fake", "artificial", "synthetic")
 _AI_TOKENS = {"ai", "aigenerated", "aigc", "generated"}
+
+
+class HubUnavailableError(DetectorError):
+    """A hub model was asked for but the model hub cannot be reached (and it is not cached)."""
 
 
 def unavailable_message(model_id: str) -> str:

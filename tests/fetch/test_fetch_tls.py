@@ -11,23 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509  # a dependency of c2pa-python (base): always here
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from aidetect.settings import Settings
-from tests.worker.http_server import (
-    LocalHTTPServer,
-    NetworkGuard,
-    StaticResolver,
-    image_reply,
-    loopback_only,
-    png_bytes,
-)
-from worker.errors import FetchError
-from worker.fetch import SafeFetcher
-
-x509 = pytest.importorskip("cryptography.x509")
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
+from fetch.client import SafeFetcher
+from fetch.errors import FetchError
+from tests.httpserver.handlers import image_reply, png_bytes
+from tests.httpserver.network import NetworkGuard, StaticResolver, loopback_only
+from tests.httpserver.server import LocalHTTPServer
 
 PNG = png_bytes()
 
