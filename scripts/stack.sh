@@ -128,9 +128,12 @@ build_image() {  # build_image TAG DOCKERFILE CONTEXT [build args...]
     fi
 }
 
-base_for_buildah() {  # buildah reads its own storage: copy a base image there from the engine
-    [ "$(builder)" = buildah ] || return 0
-    buildah inspect --type image "$1" >/dev/null 2>&1 || buildah pull "docker-daemon:$1" || buildah pull "$1"
+base_for_buildah() {  # buildah reads its own storage: copy the base images there from the engine
+    local image
+    for image in "$@"; do
+        buildah inspect --type image "$image" >/dev/null 2>&1 \
+            || buildah pull "docker-daemon:$image" || buildah pull "$image"
+    done
 }
 
 write_env() {
@@ -160,20 +163,24 @@ write_env() {
 }
 
 build_all() {
-    if [ -z "${PYTHON_IMAGE:-}" ]; then
+    local bases=()
+    # The offline PostgreSQL and Redis images stand on the debootstrap base too.
+    if [ -z "${PYTHON_IMAGE:-}" ] || [ -z "${POSTGRES_IMAGE:-}" ] || [ -z "${REDIS_IMAGE:-}" ]; then
         step "Debian bookworm base ($BASE_IMAGE, debootstrap from $(debian_mirror))" make_debian_base
-        PYTHON_IMAGE="$BASE_IMAGE"
+        bases+=("$BASE_IMAGE")
     fi
-    base_for_buildah "$PYTHON_IMAGE"
+    PYTHON_IMAGE="${PYTHON_IMAGE:-$BASE_IMAGE}"
+    case " ${bases[*]} " in *" $PYTHON_IMAGE "*) ;; *) bases+=("$PYTHON_IMAGE") ;; esac
+    if [ "$(builder)" = buildah ]; then
+        step "base images into buildah's storage (${bases[*]})" base_for_buildah "${bases[@]}"
+    fi
     if [ -z "${POSTGRES_IMAGE:-}" ]; then
         POSTGRES_IMAGE="aidetect-postgres:15-bookworm"
-        base_for_buildah "$BASE_IMAGE"
         step "image $POSTGRES_IMAGE (Debian packages)" build_image "$POSTGRES_IMAGE" \
             docker/offline/postgres.Dockerfile docker/offline --build-arg "BASE_IMAGE=$BASE_IMAGE"
     fi
     if [ -z "${REDIS_IMAGE:-}" ]; then
         REDIS_IMAGE="aidetect-redis:7.0-bookworm"
-        base_for_buildah "$BASE_IMAGE"
         step "image $REDIS_IMAGE (Debian packages)" build_image "$REDIS_IMAGE" \
             docker/offline/redis.Dockerfile docker/offline --build-arg "BASE_IMAGE=$BASE_IMAGE"
     fi
