@@ -59,6 +59,13 @@ start_engine() {
     return 1
 }
 
+engine_versions() {  # "client X, dockerd Y" (none: not installed or not answering)
+    local client server
+    client="$(docker version --format '{{.Client.Version}}' 2>/dev/null || true)"
+    server="$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+    echo "client ${client:-none}, dockerd ${server:-none}"
+}
+
 builder() { if docker buildx version >/dev/null 2>&1; then echo buildkit; else echo buildah; fi; }
 
 compose() {
@@ -220,9 +227,9 @@ wait_healthy() {  # every long-running container healthy, the one-shot ones (mig
 }
 
 up() {
-    step "container engine ($(docker version --format 'client {{.Client.Version}}' 2>/dev/null || echo none))" start_engine
+    step "container engine ($(engine_versions))" start_engine
     step "build tools" ensure_tools
-    echo "stack: builder $(builder), compose: $(compose_tool)"
+    echo "stack: $(engine_versions), builder $(builder), compose: $(compose_tool)"
     build_all
     write_env
     step "compose up (${SERVICES[*]})" compose up -d --no-build "${SERVICES[@]}"
