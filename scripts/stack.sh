@@ -143,14 +143,15 @@ base_for_buildah() {  # buildah reads its own storage: copy the base images ther
     done
 }
 
-write_env() {
-    [ -f "$ENV_FILE" ] || {
-        umask 077
-        printf 'POSTGRES_PASSWORD=%s\nREDIS_PASSWORD=%s\nFLOWER_BASIC_AUTH=smoke:%s\n' \
-            "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" >"$ENV_FILE"
-    }
+write_env() {  # the passwords stay readable by root alone (umask 077 for both writes)
     mkdir -p "$STACK_DIR/input"
     chmod 0755 "$STACK_DIR/input"  # read by the producer's uid 10001
+    (umask 077; write_env_file)
+}
+
+write_env_file() {
+    [ -f "$ENV_FILE" ] || printf 'POSTGRES_PASSWORD=%s\nREDIS_PASSWORD=%s\nFLOWER_BASIC_AUTH=smoke:%s\n' \
+        "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" >"$ENV_FILE"
     {
         grep -E '^(POSTGRES_PASSWORD|REDIS_PASSWORD|FLOWER_BASIC_AUTH)=' "$ENV_FILE"
         echo "PYTHON_IMAGE=$PYTHON_IMAGE"
@@ -166,6 +167,7 @@ write_env() {
         echo "FLOWER_PORT=${STACK_FLOWER_PORT:-25555}"
         echo "METRICS_PORT=${STACK_METRICS_PORT:-29808}"
     } >"$ENV_FILE.new"
+    chmod 0600 "$ENV_FILE.new"  # also when an older stack.env was world-readable
     mv "$ENV_FILE.new" "$ENV_FILE"
 }
 
