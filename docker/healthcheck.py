@@ -7,7 +7,8 @@
     aidetect-healthcheck http URL                     URL answers with a status below 400
     aidetect-healthcheck broker                       the broker accepts a connection
 
-``--timeout S`` (default 8) bounds each check; compose gives the whole healthcheck 15 s.
+``--timeout S`` (default 8) bounds each check; compose gives the whole healthcheck 30 s, as the
+interpreter's start and imports alone took 7 to 20 s on two loaded cores.
 """
 
 from __future__ import annotations

@@ -59,6 +59,13 @@ start_engine() {
     return 1
 }
 
+engine_versions() {  # "client X, dockerd Y" (none: not installed or not answering)
+    local client server
+    client="$(docker version --format '{{.Client.Version}}' 2>/dev/null || true)"
+    server="$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+    echo "client ${client:-none}, dockerd ${server:-none}"
+}
+
 builder() { if docker buildx version >/dev/null 2>&1; then echo buildkit; else echo buildah; fi; }
 
 compose() {
@@ -128,19 +135,23 @@ build_image() {  # build_image TAG DOCKERFILE CONTEXT [build args...]
     fi
 }
 
-base_for_buildah() {  # buildah reads its own storage: copy a base image there from the engine
-    [ "$(builder)" = buildah ] || return 0
-    buildah inspect --type image "$1" >/dev/null 2>&1 || buildah pull "docker-daemon:$1" || buildah pull "$1"
+base_for_buildah() {  # buildah reads its own storage: copy the base images there from the engine
+    local image
+    for image in "$@"; do
+        buildah inspect --type image "$image" >/dev/null 2>&1 \
+            || buildah pull "docker-daemon:$image" || buildah pull "$image"
+    done
 }
 
-write_env() {
-    [ -f "$ENV_FILE" ] || {
-        umask 077
-        printf 'POSTGRES_PASSWORD=%s\nREDIS_PASSWORD=%s\nFLOWER_BASIC_AUTH=smoke:%s\n' \
-            "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" >"$ENV_FILE"
-    }
+write_env() {  # the passwords stay readable by root alone (umask 077 for both writes)
     mkdir -p "$STACK_DIR/input"
     chmod 0755 "$STACK_DIR/input"  # read by the producer's uid 10001
+    (umask 077; write_env_file)
+}
+
+write_env_file() {
+    [ -f "$ENV_FILE" ] || printf 'POSTGRES_PASSWORD=%s\nREDIS_PASSWORD=%s\nFLOWER_BASIC_AUTH=smoke:%s\n' \
+        "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" >"$ENV_FILE"
     {
         grep -E '^(POSTGRES_PASSWORD|REDIS_PASSWORD|FLOWER_BASIC_AUTH)=' "$ENV_FILE"
         echo "PYTHON_IMAGE=$PYTHON_IMAGE"
@@ -156,24 +167,29 @@ write_env() {
         echo "FLOWER_PORT=${STACK_FLOWER_PORT:-25555}"
         echo "METRICS_PORT=${STACK_METRICS_PORT:-29808}"
     } >"$ENV_FILE.new"
+    chmod 0600 "$ENV_FILE.new"  # also when an older stack.env was world-readable
     mv "$ENV_FILE.new" "$ENV_FILE"
 }
 
 build_all() {
-    if [ -z "${PYTHON_IMAGE:-}" ]; then
+    local bases=()
+    # The offline PostgreSQL and Redis images stand on the debootstrap base too.
+    if [ -z "${PYTHON_IMAGE:-}" ] || [ -z "${POSTGRES_IMAGE:-}" ] || [ -z "${REDIS_IMAGE:-}" ]; then
         step "Debian bookworm base ($BASE_IMAGE, debootstrap from $(debian_mirror))" make_debian_base
-        PYTHON_IMAGE="$BASE_IMAGE"
+        bases+=("$BASE_IMAGE")
     fi
-    base_for_buildah "$PYTHON_IMAGE"
+    PYTHON_IMAGE="${PYTHON_IMAGE:-$BASE_IMAGE}"
+    case " ${bases[*]} " in *" $PYTHON_IMAGE "*) ;; *) bases+=("$PYTHON_IMAGE") ;; esac
+    if [ "$(builder)" = buildah ]; then
+        step "base images into buildah's storage (${bases[*]})" base_for_buildah "${bases[@]}"
+    fi
     if [ -z "${POSTGRES_IMAGE:-}" ]; then
         POSTGRES_IMAGE="aidetect-postgres:15-bookworm"
-        base_for_buildah "$BASE_IMAGE"
         step "image $POSTGRES_IMAGE (Debian packages)" build_image "$POSTGRES_IMAGE" \
             docker/offline/postgres.Dockerfile docker/offline --build-arg "BASE_IMAGE=$BASE_IMAGE"
     fi
     if [ -z "${REDIS_IMAGE:-}" ]; then
         REDIS_IMAGE="aidetect-redis:7.0-bookworm"
-        base_for_buildah "$BASE_IMAGE"
         step "image $REDIS_IMAGE (Debian packages)" build_image "$REDIS_IMAGE" \
             docker/offline/redis.Dockerfile docker/offline --build-arg "BASE_IMAGE=$BASE_IMAGE"
     fi
@@ -213,9 +229,9 @@ wait_healthy() {  # every long-running container healthy, the one-shot ones (mig
 }
 
 up() {
-    step "container engine ($(docker version --format 'client {{.Client.Version}}' 2>/dev/null || echo none))" start_engine
+    step "container engine ($(engine_versions))" start_engine
     step "build tools" ensure_tools
-    echo "stack: builder $(builder), compose: $(compose_tool)"
+    echo "stack: $(engine_versions), builder $(builder), compose: $(compose_tool)"
     build_all
     write_env
     step "compose up (${SERVICES[*]})" compose up -d --no-build "${SERVICES[@]}"

@@ -3,7 +3,8 @@ access to base images when none are given), brings every service up on an intern
 scores a URL list through it and checks Flower and the exporter, then takes it down.
 
 Marked ``stack`` and left out of the default run (pyproject.toml: ``-m "not stack"``): it needs
-root and a container engine and takes minutes warm, a quarter of an hour cold.
+root and a container engine and took 139 s warm, 378 s cold on a fresh machine here, 26 minutes
+cold beside a CPU-bound job (docs/operations.md, "Smoke run").
 
     python -m pytest -m stack tests/ops/test_ops_stack.py -s
 """
