@@ -110,7 +110,7 @@ def submit(kind: str, task_name: str, params: dict[str, Any], kwargs: dict[str, 
     from aidetect.celery_app import TRAINING_QUEUE
     from aidetect.celery_app import app as celery_app
     from db.session import transaction
-    from training.registry_ops import create_run
+    from db.training_runs import create_run
 
     task_id = str(uuid.uuid4())
     run_id = None

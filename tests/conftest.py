@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import admin
+
 if TYPE_CHECKING:  # torch comes with the worker: imported only by the tests that use it
     from worker.runtime import WorkerRuntime
 
@@ -75,26 +77,14 @@ def realfake() -> Path:
 
 def create_postgres_database(prefix: str = "aidetect_test") -> str:
     """Create a fresh database next to DATABASE_URL's and return its URL (psycopg 3 driver)."""
-    admin_url = make_url(ADMIN_DATABASE_URL).set(drivername="postgresql+psycopg")
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        return admin.create_database(ADMIN_DATABASE_URL, f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}")
     except sa.exc.OperationalError as exc:
         service_missing("PostgreSQL", exc)
-    finally:
-        admin.dispose()
-    return admin_url.set(database=name).render_as_string(hide_password=False)
 
 
 def drop_postgres_database(url: str) -> None:
-    parsed = make_url(url)
-    admin = sa.create_engine(make_url(ADMIN_DATABASE_URL).set(drivername="postgresql+psycopg"),
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-    admin.dispose()
+    admin.drop_database(ADMIN_DATABASE_URL, make_url(url).database)
 
 
 @pytest.fixture

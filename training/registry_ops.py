@@ -1,6 +1,5 @@
 """Training's side of the model registry: checkpoints to ``models`` rows, as functions that take a ``Session``
 and never commit. The queries are in ``db/registry.py`` and, for ``training_runs``, ``db/training_runs.py``
-(``record_metrics`` and the run functions are re-exported here for the training tasks).
 """
 
 from __future__ import annotations
@@ -12,12 +11,6 @@ from sqlalchemy.orm import Session
 
 from db import registry
 from db.models import Model
-from db.registry import record_metrics as record_metrics
-from db.training_runs import create_run as create_run
-from db.training_runs import fail_run as fail_run
-from db.training_runs import finish_run as finish_run
-from db.training_runs import set_progress as set_progress
-from db.training_runs import start_run as start_run
 
 
 def register_checkpoint(session: Session, path: str | Path, metrics: dict[str, Any] | None = None) -> Model:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import registry
+from db import registry, training_runs
 from db.models import WorkStatus
 from db.session import transaction
 from training import registry_ops
@@ -86,7 +86,7 @@ def job_evaluate(params: dict[str, Any], run_dir: Path, report: Report, factory:
     result = evaluate_checkpoint(path, params["manifest"], params.get("split", "val"), report=report,
                                  num_workers=int(params.get("num_workers", 1)))
     with transaction(factory) as session:
-        registry_ops.record_metrics(session, registry.get_model(session, model_id), headline(result.metrics))
+        registry.record_metrics(session, registry.get_model(session, model_id), headline(result.metrics))
     clean = result.metrics["conditions"]["clean"]["overall"]
     return Outcome(metrics={"model_id": model_id, "clean": clean, "out_dir": str(result.out_dir)},
                    artifacts=result.artifacts, checkpoint=Path(path))
@@ -114,7 +114,7 @@ def _progress_writer(factory: Factory, run_id: int) -> Report:
     def sink(meta: dict[str, Any]) -> None:
         try:
             with transaction(factory) as session:
-                registry_ops.set_progress(session, run_id, meta)
+                training_runs.set_progress(session, run_id, meta)
         except Exception:  # progress is best effort; the work must not die for it
             log.warning("run %s: cannot write progress", run_id, exc_info=True)
 
@@ -131,7 +131,7 @@ def execute(kind: str, params: dict[str, Any], factory: Factory, task_id: str | 
     if kind not in JOBS:
         raise ValueError(f"unknown training job {kind!r}; known: {sorted(JOBS)}")
     with transaction(factory) as session:
-        run = registry_ops.start_run(session, kind, params, task_id, run_id)
+        run = training_runs.start_run(session, kind, params, task_id, run_id)
         run_id, done = run.id, run.status is WorkStatus.DONE
         if done:
             return {"run_id": run_id, "model_id": run.model_id, "metrics": run.metrics, "artifacts": run.artifacts}
@@ -144,10 +144,10 @@ def execute(kind: str, params: dict[str, Any], factory: Factory, task_id: str | 
             model_id = None
             if outcome.checkpoint is not None:
                 model_id = registry_ops.register_checkpoint(session, outcome.checkpoint).id
-            registry_ops.finish_run(session, run_id, outcome.metrics, outcome.artifacts, model_id)
+            training_runs.finish_run(session, run_id, outcome.metrics, outcome.artifacts, model_id)
     except BaseException as exc:
         with transaction(factory) as session:
-            registry_ops.fail_run(session, run_id, "".join(traceback.format_exception_only(exc)).strip())
+            training_runs.fail_run(session, run_id, "".join(traceback.format_exception_only(exc)).strip())
         raise
     return {"run_id": run_id, "model_id": model_id, "metrics": outcome.metrics, "artifacts": outcome.artifacts}
 

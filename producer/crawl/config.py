@@ -10,8 +10,6 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from db.models import PageKind as PageKind  # the values of ``pages.kind``, re-exported for the crawler
-
 
 @dataclass(frozen=True)
 class CrawlConfig:

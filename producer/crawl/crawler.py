@@ -23,13 +23,13 @@ from aidetect.settings import Settings
 from aidetect.urls import InvalidURL, NormalisedURL, normalise_url
 from db import pages as frontier
 from db.jobs import create_job, get_job
-from db.models import WorkStatus, utcnow
+from db.models import PageKind, WorkStatus, utcnow
 from db.pages import ClaimedPage, NewPage
 from db.registry import active_model
 from db.session import transaction
 from fetch.errors import WorkError
 from fetch.protocol import FetchResult
-from producer.crawl.config import CrawlConfig, PageKind
+from producer.crawl.config import CrawlConfig
 from producer.crawl.discover import discover
 from producer.crawl.errors import PageError
 from producer.crawl.found import FoundAs, FoundImage

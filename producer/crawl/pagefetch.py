@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aidetect.settings import Settings
+from db.models import PageKind
 from fetch.body import media_type
 from fetch.client import SafeFetcher
 from fetch.errors import FetchError
 from fetch.netguard import Resolver
 from fetch.protocol import FetchResult
-from producer.crawl.config import PageKind
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 SITEMAP_TYPES = frozenset({"application/xml", "text/xml", "text/plain", "application/gzip", "application/x-gzip",

@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from aidetect.urls import normalise_url
 from db import pages as frontier
-from db.models import ImageSource, Page, WorkStatus, utcnow
+from db.models import ImageSource, Page, PageKind, WorkStatus, utcnow
 from db.pages import NewPage
 from db.session import make_engine, make_session_factory, transaction
-from producer.crawl.config import CrawlConfig, PageKind
+from producer.crawl.config import CrawlConfig
 from producer.crawl.crawler import start_crawl
 from producer.crawl.found import FoundImage
 

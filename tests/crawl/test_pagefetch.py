@@ -8,7 +8,7 @@ import pytest
 
 from aidetect.image_formats import accept_header
 from aidetect.settings import Settings
-from producer.crawl.config import PageKind
+from db.models import PageKind
 from producer.crawl.pagefetch import DocumentFetchers
 from tests.httpserver.server import LocalHTTPServer, Reply
 

@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import select
 
 from aidetect.celery_app import DISTILL_TASK, EVALUATE_TASK, PROMOTE_TASK, TEACHER_TASK
+from db import training_runs
 from db.models import Model, TrainingRun, WorkStatus
 from tests.training.conftest import TINY_TRAIN
-from training import registry_ops, service
+from training import service
 
 FAMILIES = ("midjourney", "stable_diffusion", "sd_finetune")
 
@@ -30,7 +31,7 @@ def send(client, sessions, kind: str, task: str, params: dict[str, Any], kwargs:
     task_id = str(uuid.uuid4())
     if kind:
         with sessions.begin() as session:
-            kwargs = {**kwargs, "run_id": registry_ops.create_run(session, kind, params, task_id).id}
+            kwargs = {**kwargs, "run_id": training_runs.create_run(session, kind, params, task_id).id}
     return client.send_task(task, kwargs=kwargs, task_id=task_id, queue="training")
 
 

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from aidetect.celery_app import BUILD_TASK, CAPTION_TASK, GENERATE_TASK, MATCH_TASK, app
+from db import training_runs
 from db.models import WorkStatus
 from db.session import transaction
-from training import registry_ops
 from training.progress import Report, Throttled, fanout
 from training.tasks import TASK_OPTIONS, session_factory, task_report
 
@@ -35,7 +35,7 @@ def run_stage(kind: str, config: dict[str, Any], sessions: sessionmaker[Session]
     A run already done returns its stored result. Exceptions mark the run failed and propagate.
     """
     with transaction(sessions) as session:
-        run = registry_ops.start_run(session, kind, config, task_id, run_id)
+        run = training_runs.start_run(session, kind, config, task_id, run_id)
         run_id = run.id
         if run.status is WorkStatus.DONE:
             return {**(run.metrics or {}), "run_id": run_id}
@@ -43,7 +43,7 @@ def run_stage(kind: str, config: dict[str, Any], sessions: sessionmaker[Session]
     def to_database(meta: dict[str, Any]) -> None:
         try:
             with transaction(sessions) as session:
-                registry_ops.set_progress(session, run_id, meta)
+                training_runs.set_progress(session, run_id, meta)
         except Exception:  # progress is best effort
             log.warning("run %s: cannot write progress", run_id, exc_info=True)
 
@@ -51,10 +51,10 @@ def run_stage(kind: str, config: dict[str, Any], sessions: sessionmaker[Session]
         result = work(fanout(report, Throttled(to_database, interval_s=5.0)))
     except BaseException as exc:
         with transaction(sessions) as session:
-            registry_ops.fail_run(session, run_id, "".join(traceback.format_exception_only(exc)).strip())
+            training_runs.fail_run(session, run_id, "".join(traceback.format_exception_only(exc)).strip())
         raise
     with transaction(sessions) as session:
-        registry_ops.finish_run(session, run_id, metrics=result, artifacts={"manifest": result.get("manifest")})
+        training_runs.finish_run(session, run_id, metrics=result, artifacts={"manifest": result.get("manifest")})
     return {**result, "run_id": run_id}
 
 
