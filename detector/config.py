@@ -63,11 +63,13 @@ class ModelConfig:
 
     The head has ``1 + len(families)`` logits: index 0 is p(AI), then one "is this family" logit each.
     ``pooling`` says what the head reads (``detector.model``): the last feature map's average (``final``)
-    or every stage's channel statistics as well (``multiscale``).
+    or every stage's channel statistics as well (``multiscale``). ``head_hidden`` > 0 puts one hidden layer of
+    that width (GELU) in the head; 0 keeps it one ``Linear``.
     """
 
     arch: str = "tf_efficientnet_lite0"
     pooling: str = "final"
+    head_hidden: int = 0
     families: tuple[str, ...] = FAMILIES
     input_size: int = 224
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -82,6 +84,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check(isinstance(self.arch, str) and bool(self.arch), "arch must be a non-empty string")
         _check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _check(_is_int(self.head_hidden) and self.head_hidden >= 0,
+               f"head_hidden must be an int >= 0, got {self.head_hidden!r}")
         _check(
             isinstance(self.families, tuple) and all(isinstance(f, str) and f for f in self.families),
             f"families must be a tuple of non-empty strings, got {self.families!r}",

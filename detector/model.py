@@ -1,6 +1,7 @@
-"""The detector network: a timm backbone, a pooling of its features and one linear head.
+"""The detector network: a timm backbone, a pooling of its features and a small head.
 
-The head has one p(AI) logit, then one logit per family. Two poolings (``ModelConfig.pooling``):
+The head has one p(AI) logit, then one logit per family: one ``Linear``, or with ``ModelConfig.head_hidden``
+``Linear -> GELU -> Linear``. Two poolings (``ModelConfig.pooling``):
 
 * ``final``: timm's global average of the last feature map (1280 values for EfficientNet-Lite0), the
   semantic summary ImageNet training optimised;
@@ -26,8 +27,15 @@ def channel_stats(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, std], dim=1)
 
 
+def make_head(features: int, hidden: int, outputs: int) -> nn.Module:
+    """``Linear(features, outputs)``, or with ``hidden`` > 0 ``Linear -> GELU -> Linear`` through ``hidden``."""
+    if hidden == 0:
+        return nn.Linear(features, outputs)
+    return nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Linear(hidden, outputs))
+
+
 class DetectorNet(nn.Module):
-    """``timm`` EfficientNet + pooling (``config.pooling``) + ``Linear(feature_dim, 1 + len(families))``.
+    """``timm`` EfficientNet + pooling (``config.pooling``) + a head with ``1 + len(families)`` outputs.
 
     ``forward`` returns raw logits ``(N, 1 + F)``: column 0 is the p(AI) logit, columns 1.. are
     independent "is this family" logits (apply a sigmoid to each). ``features`` is the head's input.
@@ -43,7 +51,7 @@ class DetectorNet(nn.Module):
         if config.pooling == "multiscale":
             self.feature_dim += 2 * sum(int(f["num_chs"]) for f in self.backbone.feature_info)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.feature_dim, config.num_outputs)
+        self.head = make_head(self.feature_dim, config.head_hidden, config.num_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled features ``(N, feature_dim)`` of a normalised NCHW batch."""

@@ -46,8 +46,7 @@ from detector.model import DetectorNet
 from training.band import choose_band
 from training.features import FeatureStore, ViewSpec, extract_features
 from training.forensic import FORENSIC_DIM
-from training.headonly import fit_head
-from training.losses import family_targets
+from training.frozen_student import HEAD_HIDDEN, fit_mlp_student, fit_student, head_scores
 from training.manifest import REAL_FAMILY, Sample, load_manifest
 from training.pretrained import init_backbone_from_imagenet
 from training.progress import Report, bar_report
@@ -59,6 +58,8 @@ TRAIN_SPEC = ViewSpec(train_views=1, crops=1)
 VAL_SPEC = ViewSpec(train_views=0, perturbations=("jpeg75", "downscale0.5"), crops=2)
 ALPHAS = (0.0, 0.5, 0.8)
 L2S = (3e-4, 3e-3)
+MLP_DECAYS = (5e-2,)  # AdamW weight decay of the mlp head
+MLP_VIEWS = ("eval", "crop0", "aug0")
 FIT_VIEWS = (("eval", "aug0"), ("eval", "crop0", "aug0"))  # which cached training views the head fits on
 INFERENCE_VIEWS = 3  # crops the shipped checkpoint averages (crop.views)
 CV_VIEWS = ("eval", "crop0")  # the views of a held-out training image whose mean p(AI) the CV scores
@@ -202,38 +203,7 @@ def soft_targets(items: Sequence[Item], teachers: dict[str, np.ndarray]) -> np.n
     return out
 
 
-def fit_student(x: np.ndarray, items: Sequence[Item], targets: np.ndarray | None, alpha: float,
-                l2: float, families: Sequence[str]) -> torch.nn.Linear:
-    """The student's Linear head on ``(N, V, D)`` backbone features (rows of all views)."""
-    n, v, d = x.shape
-    labels = np.array([i.sample.label for i in items])
-    family_index = np.array([families.index(i.sample.family) if i.sample.family in families else -1 for i in items])
-    index = np.tile(np.arange(n)[:, None], (1, v)).ravel()
-    hard = labels[index].astype(np.float32)
-    soft = hard if targets is None else np.where(np.isfinite(targets.ravel()), targets.ravel(), hard)
-    target = torch.from_numpy((1 - alpha) * hard + alpha * soft)
-
-    def loss_fn(logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        main = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], target)
-        fam_t = family_targets(batch["label"], batch["family_index"], len(families))
-        keep = fam_t >= 0
-        fam = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:][keep], fam_t[keep])
-        return main + 0.5 * fam
-
-    head = torch.nn.Linear(d, 1 + len(families))
-    fit_head(head, x.reshape(-1, d), index, labels, family_index, loss_fn, l2)
-    return head
-
-
-def head_scores(head: torch.nn.Linear, x: np.ndarray) -> np.ndarray:
-    """p(AI) of ``(N, V, D)`` features: ``(N, V)``."""
-    n, v, d = x.shape
-    with torch.no_grad():
-        logits = head(torch.from_numpy(x.reshape(-1, d)))[:, 0]
-    return torch.sigmoid(logits).numpy().reshape(n, v)
-
-
-def build_network(head: torch.nn.Linear, config: ModelConfig) -> DetectorNet:
+def build_network(head: torch.nn.Module, config: ModelConfig) -> DetectorNet:
     net = init_backbone_from_imagenet(DetectorNet(config))
     net.head.load_state_dict(head.state_dict())
     return net.eval()
@@ -285,31 +255,38 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
     labels = np.array([i.sample.label for i in train])
     view_index = {name: k for k, name in enumerate(TRAIN_SPEC.names)}
     scored = [view_index[name] for name in CV_VIEWS]
-    grid = {f"alpha={alpha},l2={l2},views={'+'.join(views)}": (alpha, l2, [view_index[v] for v in views])
+    grid = {f"linear,alpha={alpha},l2={l2},views={'+'.join(views)}":
+            ("linear", alpha, l2, [view_index[v] for v in views])
             for alpha in alphas for l2 in L2S for views in FIT_VIEWS}
+    grid.update({f"mlp{HEAD_HIDDEN},alpha={alpha},decay={decay},views={'+'.join(MLP_VIEWS)}":
+                 ("mlp", alpha, decay, [view_index[v] for v in MLP_VIEWS]) for alpha in alphas for decay in MLP_DECAYS})
 
-    def fit(rows: np.ndarray, alpha: float, l2: float, views: list[int],
-            soft: np.ndarray | None = targets) -> torch.nn.Linear:
-        return fit_student(x_train[rows][:, views, :d], [i for i, r in zip(train, rows, strict=True) if r],
-                           None if soft is None else soft[rows][:, views], alpha, l2, FAMILIES)
+    def fit(rows: np.ndarray, kind: str, alpha: float, l2: float, views: list[int],
+            soft: np.ndarray | None = targets) -> torch.nn.Module:
+        fitter = fit_mlp_student if kind == "mlp" else fit_student
+        return fitter(x_train[rows][:, views, :d], [i for i, r in zip(train, rows, strict=True) if r],
+                      None if soft is None else soft[rows][:, views], alpha, l2, FAMILIES)
 
     cv: dict[str, float] = {}
     oof: dict[str, np.ndarray] = {}
     everything = np.ones(len(train), dtype=bool)
-    for name, (alpha, l2, views) in grid.items():
+    for name, (kind, alpha, l2, views) in grid.items():
         scores = np.zeros(len(train))
         for fold in range(FOLDS):
-            head = fit(folds != fold, alpha, l2, views, nested.get(fold))
+            head = fit(folds != fold, kind, alpha, l2, views, nested.get(fold))
             scores[folds == fold] = head_scores(head, x_train[folds == fold][:, scored, :d]).mean(axis=1)
         cv[name] = float(roc_auc_score(labels, scores))
         oof[name] = scores
         report("student_cv", step=len(cv), steps=len(grid), config=name, auc=cv[name])
     best = max(cv, key=cv.get)
-    labels_only = max((name for name, (alpha, _, _) in grid.items() if alpha == 0), key=cv.get)
+    labels_only = max((name for name, (_, alpha, _, _) in grid.items() if alpha == 0), key=cv.get)
+    linear = max((name for name, (kind, *_) in grid.items() if kind == "linear"), key=cv.get)
     band = choose_band(oof[best], labels)
     students = {"shipped": fit(everything, *grid[best])}
     if labels_only != best:  # the labels-only ablation, fitted only when it is not the shipped student
         students["labels_only"] = fit(everything, *grid[labels_only])
+    if linear not in (best, labels_only):  # the best Linear head, the ablation of the hidden layer
+        students["linear"] = fit(everything, *grid[linear])
     head = students["shipped"]
     timings["student_s"] = time.monotonic() - stamp
 
@@ -322,7 +299,8 @@ def run(manifests: Sequence[Path], out: Path, report: Report, alphas: Sequence[f
     summary = evaluate(val, x_val, VAL_SPEC.names, d, students, teacher_models, band)
     timings["evaluation_s"] = time.monotonic() - stamp
 
-    config = replace(config, threshold_real=band.threshold_real, threshold_ai=band.threshold_ai,
+    config = replace(config, head_hidden=HEAD_HIDDEN if grid[best][0] == "mlp" else 0,
+                     threshold_real=band.threshold_real, threshold_ai=band.threshold_ai,
                      provenance={"recipe": "training.frozen", "student": best, "labels_only": labels_only,
                                  "cv_auc": cv, "band": band.to_dict(), "families": families,
                                  "train_images": len(train), "val_images": len(val),

@@ -38,8 +38,9 @@ def trained_looking_model(config: ModelConfig, seed: int = 1) -> torch.nn.Module
     return model.eval()
 
 
-def test_fp32_round_trip_is_bit_exact(tmp_path: Path) -> None:
-    config = ModelConfig(version="7", provenance={"note": "round trip"})
+@pytest.mark.parametrize("head_hidden", [0, 32])
+def test_fp32_round_trip_is_bit_exact(tmp_path: Path, head_hidden: int) -> None:
+    config = ModelConfig(version="7", head_hidden=head_hidden, provenance={"note": "round trip"})
     model = trained_looking_model(config)
     save_checkpoint(model, config, tmp_path / "ck", dtype=torch.float32)
     loaded, loaded_config = load_checkpoint(tmp_path / "ck")
