@@ -25,7 +25,7 @@ from tests.conftest import REPO_ROOT
 # What ``celery -A worker``, ``-A producer.crawl`` and ``-A training`` load, in one fresh interpreter.
 REGISTERED = """
 import json
-import producer.crawl.celery, training, worker.celery
+import producer.crawl.celery, training.celery, worker.celery
 from aidetect.celery_app import app
 print(json.dumps({name: task.__module__ for name, task in app.tasks.items() if not name.startswith("celery.")}))
 """

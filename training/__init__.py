@@ -1,11 +1,5 @@
-"""Training queue: manifests, augmentation, teachers, distillation, evaluation, registry, Celery tasks.
+"""Training: manifests, augmentation, teachers, distillation, evaluation, registry and the training queue's tasks.
 
-``celery -A training worker -Q training --concurrency 1`` finds :data:`app` here, with the tasks registered.
-Torch is imported by the tasks only when they run.
+Empty on purpose, like ``worker/__init__.py``: importing ``training.config`` loads no Celery tasks;
+``celery -A training`` finds ``training/celery.py``.
 """
-
-from aidetect.celery_app import app
-from training import tasks  # noqa: F401  (registers the training.* tasks on app)
-from training.dataprep import tasks as dataprep_tasks  # noqa: F401  (training.data_* tasks)
-
-__all__ = ["app"]

@@ -1,6 +1,6 @@
 """Celery tasks of data preparation on the training queue: decode the config, call the stage, report progress.
 
-Registered by importing this module (``training/__init__.py`` does, so ``celery -A training worker -Q training``
+Registered by importing this module (``training/celery.py`` does, so ``celery -A training worker -Q training``
 has them). A message carries the stage's config as a JSON dict (paths on storage the worker shares with the
 CLI) and the ``training_runs`` id the CLI created. Progress goes to ``update_state(state="PROGRESS")`` (Flower)
 and to the run row; the stages' errors are permanent and end the run as failed, without retries. A redelivered
