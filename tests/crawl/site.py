@@ -20,6 +20,7 @@ from tests.httpserver.server import LocalHTTPServer, Reply, send_reply
 from tests.image_factory import jpeg, png, webp
 
 CRAWL_DELAY_S = 0.2
+HOLD_S = CRAWL_DELAY_S + 0.05  # how long the site keeps each crawler request before it replies
 MAX_PAGE_BYTES = 200_000
 EXTERNAL = "http://external.invalid/page.html"
 
@@ -167,7 +168,7 @@ REDIRECT_HOPS = ("/redirect-2", "/target.html", "/loop-b")  # followed inside on
 
 @dataclass
 class Site:
-    """The running site: its server, and when every request arrived and was answered (monotonic seconds)."""
+    """The running site: its server, and when every request arrived and its reply began (monotonic seconds)."""
 
     server: LocalHTTPServer
     arrivals: list[tuple[str, float, float]] = field(default_factory=list)
@@ -184,8 +185,12 @@ class Site:
         """Requests of the crawler itself (not image downloads; redirect hops only if ``hops``), by arrival."""
         with self.lock:
             seen = sorted(self.arrivals, key=lambda a: a[1])
-        crawler = [a for a in seen if not a[0].startswith(("/img/", "/deep/b.jpg"))]
+        crawler = [a for a in seen if not _is_image_download(a[0])]
         return crawler if hops else [a for a in crawler if a[0] not in REDIRECT_HOPS]
+
+
+def _is_image_download(path: str) -> bool:
+    return path.startswith(("/img/", "/deep/b.jpg"))
 
 
 def build_site(server: LocalHTTPServer) -> Site:
@@ -231,11 +236,15 @@ def build_site(server: LocalHTTPServer) -> Site:
 
 def _timed(site: Site, path: str, reply: Reply) -> Callable[[BaseHTTPRequestHandler], None]:
     def handler(req: BaseHTTPRequestHandler) -> None:
+        # A request is in flight from its arrival until its reply starts: the client cannot have its answer before
+        # that. (The end of sending is no measure: the client may already have read the reply, or hung up on the
+        # page over the size limit, and sent its next request while this thread is still writing.) The crawler's
+        # requests are held longer than the crawl delay, so a second request while one waits is seen.
         arrived = time.monotonic()
-        try:
-            send_reply(req, reply)
-        finally:  # also when the client hangs up early (the page over the size limit)
-            with site.lock:
-                site.arrivals.append((path, arrived, time.monotonic()))
+        if not _is_image_download(path):
+            time.sleep(HOLD_S)
+        with site.lock:
+            site.arrivals.append((path, arrived, time.monotonic()))
+        send_reply(req, reply)
 
     return handler
