@@ -8,6 +8,7 @@ one line and exits 3 when the checkpoint itself is at fault (CheckpointError), 4
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import tempfile
@@ -15,6 +16,10 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from timm.layers.conv2d_same import Conv2dSame
+from timm.layers.padding import pad_same_arg
+from torch import nn
 
 from detector.checkpoint import load_checkpoint
 from detector.config import ModelConfig
@@ -28,11 +33,54 @@ CHECKPOINT_EXIT = 3  # the exit status of the command line when the checkpoint i
 IMPORT_EXIT = 4  # ... when a package the export needs (onnx) is missing
 
 
+class StaticPadConv(nn.Module):
+    """A TensorFlow "same" convolution with its padding fixed for one input size: exported as a constant Pad
+    (which ONNX Runtime folds into the Conv and the int8 quantiser handles) instead of a graph that computes the
+    padding from the input's shape on every call."""
+
+    def __init__(self, conv: nn.Conv2d, pad: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.conv, self.pad = conv, pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        return F.conv2d(F.pad(x, self.pad), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+
+def with_static_padding(model: nn.Module, size: int) -> nn.Module:
+    """``model`` with every timm ``Conv2dSame`` replaced by a :class:`StaticPadConv` for ``size`` x ``size``
+    inputs (the only size the detector feeds it); outputs are unchanged (tested)."""
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def record(name: str):  # type: ignore[no-untyped-def]
+        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            sizes[name] = tuple(args[0].shape[-2:])
+
+        return hook
+
+    hooks = [module.register_forward_pre_hook(record(name))
+             for name, module in model.named_modules() if isinstance(module, Conv2dSame)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, (height, width) in sizes.items():
+        conv = model.get_submodule(name)
+        parent_name, _, attr = name.rpartition(".")
+        pad = pad_same_arg([height, width], conv.weight.shape[-2:], conv.stride, conv.dilation)
+        setattr(model.get_submodule(parent_name), attr, StaticPadConv(conv, tuple(pad)))
+    return model
+
+
 def export_onnx(model: DetectorNet, config: ModelConfig, target: Path) -> Path:
-    """Export ``model`` (eval, float32, CPU) with a dynamic batch axis to ``target``, atomically."""
+    """Export ``model`` (eval, float32, CPU) with a dynamic batch axis and ``config.input_size`` square inputs to
+    ``target``, atomically."""
     import onnx  # noqa: F401  (the exporter needs it; fail here with a clear ImportError)
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    model = with_static_padding(copy.deepcopy(model).float().cpu().eval(), config.input_size)
     sample = torch.zeros(2, 3, config.input_size, config.input_size)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
@@ -40,7 +88,7 @@ def export_onnx(model: DetectorNet, config: ModelConfig, target: Path) -> Path:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is chosen on purpose
             torch.onnx.export(
-                model.float().cpu().eval(), (sample,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                model, (sample,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET,
                 dynamo=False,  # the TorchScript exporter: no onnxscript dependency, exact for this CNN
             )
