@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     checkpoint: Path | None = None  # None: the packaged default checkpoint
     device: str = Field("auto", pattern=_DEVICE)  # auto | cpu | cuda | cuda:N
     # auto: torch on a GPU, ONNX Runtime on the CPU (detector.backends.auto_backend)
-    backend: Literal["auto", "torch", "onnx"] = "auto"
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
     threshold_ai: float | None = Field(None, ge=0.0, le=1.0)  # override the checkpoint's thresholds
     threshold_real: float | None = Field(None, ge=0.0, le=1.0)
     views: int | None = Field(None, ge=1, le=9)  # crops averaged per image; None: the checkpoint's crop.views
@@ -132,7 +132,7 @@ class ConfigError(ValueError):
 _ACCEPTS = {
     "batch_size": "an integer from 1 to 4096",
     "device": "auto, cpu, mps, cuda or cuda:N",
-    "backend": "auto, torch or onnx",
+    "backend": "auto, torch, onnx or onnx-int8",
     "allowed_networks": 'CIDRs, comma-separated or as a JSON list, e.g. 10.0.0.0/8,127.0.0.0/8 or ["10.0.0.0/8"]',
     "database_url": "a SQLAlchemy URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
     "redis_url": "a Redis URL: redis://HOST:PORT/N",

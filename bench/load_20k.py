@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-queued", type=int, default=1000)
     parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"])
     parser.add_argument("--checkpoint", default=None, help="default: the packaged model")
     parser.add_argument("--stuck-after-s", type=int, default=900)
     parser.add_argument("--timeout", type=float, default=5400.0, help="the whole run, seconds")

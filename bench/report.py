@@ -60,6 +60,8 @@ def ratios(med: Mapping[str, float], default: Default,
         out["e2e_vs_slowest_stage"] = e2e / stage
     if med.get("model_onnx") and med.get("model_torch"):
         out["onnx_vs_torch_model"] = med["model_onnx"] / med["model_torch"]
+    if med.get("model_onnx-int8") and med.get("model_onnx"):  # informational: what the int8 graph buys
+        out["int8_vs_float_onnx_model"] = med["model_onnx-int8"] / med["model_onnx"]
     return out
 
 

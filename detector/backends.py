@@ -1,10 +1,12 @@
 """Backend selection: which engine runs the forward pass, chosen by ``settings.backend`` and the device.
 
 * ``auto`` (the default): the torch backend when the device is (or, for device ``auto``, resolves to) CUDA or MPS;
-  otherwise ONNX Runtime on the CPU when onnxruntime is installed (it is a base dependency; 3 to 5x eager torch on
-  the CPU, see docs/benchmarks.md), else torch.
+  otherwise ONNX Runtime on the CPU (int8 where the checkpoint ships an int8 graph) when onnxruntime is
+  installed (it is a base dependency; 3 to 5x eager torch on the CPU, see docs/benchmarks.md), else torch.
 * ``torch`` on CPU: :class:`~detector.Detector` (eager PyTorch); on CUDA :class:`~detector.tuned.TunedTorchDetector`.
-* ``onnx``: :class:`~detector.onnx_backend.OnnxDetector`, ONNX Runtime on the CPU (the fast CPU path).
+* ``onnx``: :class:`~detector.onnx_backend.OnnxDetector`, ONNX Runtime on the CPU, the float export.
+* ``onnx-int8``: the same with the checkpoint's int8 graph (detector/int8.py; later stages in int8, about 1.3x
+  the float graph on a 2-core CPU). ``auto`` on the CPU runs it when the checkpoint ships one made from it.
 
 Choosing needs no torch: device ``auto`` looks for a GPU driver before importing torch, so a CPU worker on the
 ONNX backend never loads it. ``load_detector(path, device, backend)`` is the one entry point;
@@ -61,17 +63,31 @@ def _load_torch(path: CheckpointPath, device: str) -> BaseDetector:
     return detector
 
 
-def _load_onnx(path: CheckpointPath, device: str) -> BaseDetector:
+def _load_onnx(path: CheckpointPath, device: str, precision: str = "float") -> BaseDetector:
     from detector.onnx_backend import OnnxDetector
 
     if device == "auto" and gpu_available():
         log.warning("backend onnx runs on the CPU although CUDA is available; AIDETECT_BACKEND=torch uses the GPU")
-    return OnnxDetector.from_checkpoint(path, device="cpu")
+    return OnnxDetector.from_checkpoint(path, device="cpu", precision=precision)
+
+
+def _load_onnx_int8(path: CheckpointPath, device: str) -> BaseDetector:
+    return _load_onnx(path, device, precision="int8")
+
+
+def _load_onnx_auto(path: CheckpointPath, device: str) -> BaseDetector:
+    """The int8 graph when the checkpoint ships one made from it, else the float export."""
+    try:
+        return _load_onnx_int8(path, device)
+    except DetectorError as exc:
+        log.info("backend auto: %s; running the float export", exc)
+        return _load_onnx(path, device)
 
 
 BACKENDS: dict[str, Callable[[CheckpointPath, str], BaseDetector]] = {
     "torch": _load_torch,
     "onnx": _load_onnx,
+    "onnx-int8": _load_onnx_int8,
 }
 
 
@@ -85,13 +101,15 @@ def load_detector(path: CheckpointPath = None, device: str | None = None, backen
     device = str(device or settings.device)
     if name == "auto":
         name = auto_backend(device)
-        log.info("backend auto: %s on device %s", name, device)
         if name == "onnx":
             try:
-                return _load_onnx(path, device)
+                detector = _load_onnx_auto(path, device)
             except ImportError as exc:  # e.g. no `onnx` package for the first export: torch still works
                 log.warning("backend auto: ONNX Runtime unusable (%s); using torch", exc)
                 return _load_torch(path, device)
+            log.info("backend auto: %s on device %s", detector.backend, device)
+            return detector
+        log.info("backend auto: %s on device %s", name, device)
     if name not in BACKENDS:
         raise DetectorError(f"unknown backend {name!r}; choose one of {['auto', *sorted(BACKENDS)]}")
     return BACKENDS[name](path, device)

@@ -1,6 +1,6 @@
 """The fast CPU path: the student exported to ONNX from its checkpoint and run by ONNX Runtime, without torch.
 
-The export is cached by checkpoint hash (``<cache>/onnx/<sha256>-v1.onnx``, cache = ``$XDG_CACHE_HOME/aidetect``
+The export is cached by checkpoint hash (``<cache>/onnx/<sha256>-v2.onnx``, cache = ``$XDG_CACHE_HOME/aidetect``
 or ``~/.cache/aidetect``), so each checkpoint is exported once per machine. Exporting needs torch: a process that
 has not imported torch (a CPU worker) runs the export in a child process (``python -m detector.onnx_export``, a
 few seconds on the first start with a new checkpoint), so the worker itself never loads torch; later starts only
@@ -27,12 +27,13 @@ from detector.base import BaseDetector, ModelInfo, resolve_config, resolve_thres
 from detector.checkpoint import checkpoint_dir, checkpoint_sha256, read_config, resolve_checkpoint
 from detector.config import ModelConfig
 from detector.errors import CheckpointError, DetectorError
+from detector.int8 import INT8_FILE, int8_graph
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "pixels"  # as detector.onnx_export writes them
 OUTPUT_NAME = "logits"
-EXPORT_VERSION = 1  # bump when the export itself changes, so cached files are not reused
+EXPORT_VERSION = 2  # bump when the export itself changes, so cached files are not reused (2: static padding)
 EXPORT_TIMEOUT_S = 600
 _CHECKPOINT_EXIT = 3  # detector.onnx_export.CHECKPOINT_EXIT and IMPORT_EXIT (that module imports torch)
 _IMPORT_EXIT = 4
@@ -104,13 +105,15 @@ def make_session(path: Path, threads: int | None = None):  # type: ignore[no-unt
 
 
 class OnnxDetector(BaseDetector):
-    """The student with its forward pass in ONNX Runtime on the CPU."""
+    """The student with its forward pass in ONNX Runtime on the CPU: the float export, or with ``precision``
+    "int8" the int8 graph shipped beside the checkpoint (detector/int8.py)."""
 
-    backend = "onnx"
-
-    def __init__(self, config: ModelConfig, info: ModelInfo, onnx_path: Path, threads: int | None = None) -> None:
+    def __init__(self, config: ModelConfig, info: ModelInfo, onnx_path: Path, threads: int | None = None,
+                 precision: str = "float") -> None:
         super().__init__(config, info)
         self.onnx_path = onnx_path
+        self.precision = precision
+        self.backend = "onnx-int8" if precision == "int8" else "onnx"
         self._session = make_session(onnx_path, threads)
 
     @classmethod
@@ -122,13 +125,18 @@ class OnnxDetector(BaseDetector):
         threshold_real: float | None = None,
         threads: int | None = None,
         cache_dir: Path | None = None,
+        precision: str = "float",
     ) -> OnnxDetector:
         """Load a checkpoint (default: settings, then the packaged model) and run it with ONNX Runtime.
 
-        ``device`` must be CPU or "auto" (the ONNX backend is the CPU path). Raises CheckpointError (also when the
-        weights do not fit the architecture, found while exporting), DetectorError, or ImportError when
-        onnxruntime (or, for a first export, the ``onnx`` package) is not installed.
+        ``device`` must be CPU or "auto" (the ONNX backend is the CPU path). ``precision`` "float" runs the
+        export (made and cached on first use), "int8" the checkpoint's int8 graph. Raises CheckpointError (also
+        when the weights do not fit the architecture, found while exporting), DetectorError (also for "int8"
+        when the checkpoint has no int8 graph made from it), or ImportError when onnxruntime (or, for a first
+        export, the ``onnx`` package) is not installed.
         """
+        if precision not in ("float", "int8"):
+            raise DetectorError(f"precision must be float or int8, got {precision!r}")
         if device not in (None, "auto") and str(device).split(":")[0] != "cpu":
             raise DetectorError(f"the onnx backend runs on the CPU; device {device!r} asks for the torch backend")
         directory = checkpoint_dir(resolve_checkpoint(path))
@@ -138,6 +146,12 @@ class OnnxDetector(BaseDetector):
         info = ModelInfo(name=config.name, version=config.version, arch=config.arch, sha256=sha256,
                          threshold_ai=thresholds.ai, threshold_real=thresholds.real,
                          checkpoint_path=str(directory.resolve()))
+        if precision == "int8":
+            graph = int8_graph(directory, sha256)
+            if graph is None:
+                raise DetectorError(f"checkpoint {directory} has no int8 graph made from it ({INT8_FILE}); "
+                                    f"python -m training.quantize {directory} --manifest ... makes one")
+            return cls(config, info, graph, threads, precision)
         return cls(config, info, cached_export(directory, sha256, cache_dir), threads)
 
     def logits_array(self, batch: np.ndarray) -> np.ndarray:

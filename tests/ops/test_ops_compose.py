@@ -145,7 +145,7 @@ def test_containers_get_valid_settings(compose: dict[str, Any], monkeypatch: pyt
         if "DATABASE_URL" in environment:
             assert settings.database_url_plain == "postgresql://aidetect:0123abcd@postgres:5432/aidetect", name
     cpu = container_environment(compose["services"]["worker-cpu"], project_env())
-    assert cpu["AIDETECT_BACKEND"] == "onnx" and cpu["AIDETECT_DEVICE"] == "cpu"
+    assert cpu["AIDETECT_BACKEND"] == "auto" and cpu["AIDETECT_DEVICE"] == "cpu"
 
 
 def _has_flag(command: list[str], *flags: str) -> bool:
