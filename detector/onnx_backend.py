@@ -1,6 +1,6 @@
 """The fast CPU path: the student exported to ONNX from its checkpoint and run by ONNX Runtime, without torch.
 
-The export is cached by checkpoint hash (``<cache>/onnx/<sha256>-v2.onnx``, cache = ``$XDG_CACHE_HOME/aidetect``
+The export is cached by checkpoint hash (``<cache>/onnx/<sha256>-v3.onnx``, cache = ``$XDG_CACHE_HOME/aidetect``
 or ``~/.cache/aidetect``), so each checkpoint is exported once per machine. Exporting needs torch: a process that
 has not imported torch (a CPU worker) runs the export in a child process (``python -m detector.onnx_export``, a
 few seconds on the first start with a new checkpoint), so the worker itself never loads torch; later starts only
@@ -27,13 +27,13 @@ from detector.base import BaseDetector, ModelInfo, resolve_config, resolve_thres
 from detector.checkpoint import checkpoint_dir, checkpoint_sha256, read_config, resolve_checkpoint
 from detector.config import ModelConfig
 from detector.errors import CheckpointError, DetectorError
-from detector.int8 import INT8_FILE, int8_graph
+from detector.int8 import CHECKPOINT_KEY, INT8_FILE, graph_metadata, int8_graph
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "pixels"  # as detector.onnx_export writes them
 OUTPUT_NAME = "logits"
-EXPORT_VERSION = 2  # bump when the export itself changes, so cached files are not reused (2: static padding)
+EXPORT_VERSION = 3  # bump when the export changes, so cached files are not reused (2: static padding, 3: folded)
 EXPORT_TIMEOUT_S = 600
 _CHECKPOINT_EXIT = 3  # detector.onnx_export.CHECKPOINT_EXIT and IMPORT_EXIT (that module imports torch)
 _IMPORT_EXIT = 4
@@ -77,7 +77,10 @@ def cached_export(directory: Path, sha256: str, cache_dir: Path | None = None) -
     for folder in (cache_dir or onnx_cache_dir(), Path(tempfile.gettempdir()) / "aidetect-onnx"):
         path = folder / name
         if path.is_file():
-            return path
+            if graph_metadata(path).get(CHECKPOINT_KEY) == sha256:
+                return path
+            log.warning("%s is not the export of checkpoint %s (overwritten or damaged): exporting again",
+                        path, sha256[:12])
         try:
             log.info("exporting checkpoint %s to ONNX at %s (once per machine)", sha256[:12], path)
             return export(directory, path)

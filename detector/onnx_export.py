@@ -21,9 +21,10 @@ from timm.layers.conv2d_same import Conv2dSame
 from timm.layers.padding import pad_same_arg
 from torch import nn
 
-from detector.checkpoint import load_checkpoint
+from detector.checkpoint import checkpoint_sha256, load_checkpoint
 from detector.config import ModelConfig
 from detector.errors import CheckpointError, DetectorError
+from detector.int8 import CHECKPOINT_KEY
 from detector.model import DetectorNet
 
 OPSET = 17
@@ -74,9 +75,49 @@ def with_static_padding(model: nn.Module, size: int) -> nn.Module:
     return model
 
 
-def export_onnx(model: DetectorNet, config: ModelConfig, target: Path) -> Path:
+def finish_graph(path: Path, pads: list[tuple[int, int, int, int]], sha256: str) -> None:
+    """Fold each fixed padding into its convolution (ONNX Conv takes asymmetric pads: one op, and no copy of the
+    feature map, 9% of the int8 graph's time before) and stamp the checkpoint hash, rewriting ``path``.
+
+    The exporter writes the Pads in the order the convolutions run, the order of ``pads`` (``F.pad``'s
+    ``(left, right, top, bottom)``); a graph that does not match keeps its Pads."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    pad_nodes = [n for n in graph.node if n.op_type == "Pad"]
+    convs = [consumers.get(n.output[0], []) for n in pad_nodes]
+    if len(pad_nodes) == len(pads) and all(len(c) == 1 and c[0].op_type == "Conv" for c in convs):
+        for pad_node, (conv,), (left, right, top, bottom) in zip(pad_nodes, convs, pads, strict=True):
+            for attribute in [a for a in conv.attribute if a.name in ("pads", "auto_pad")]:
+                conv.attribute.remove(attribute)
+            conv.attribute.append(onnx.helper.make_attribute("pads", [top, left, bottom, right]))
+            conv.input[0] = pad_node.input[0]
+            graph.node.remove(pad_node)
+        _drop_unused(graph)
+    onnx.helper.set_model_props(model, {CHECKPOINT_KEY: sha256})
+    onnx.save(model, str(path))
+
+
+def _drop_unused(graph) -> None:  # type: ignore[no-untyped-def]
+    """Remove the nodes (the Pads' size arithmetic) whose outputs nothing reads any more."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = outputs | {name for node in graph.node for name in node.input}
+        unused = [n for n in graph.node if not any(o in read for o in n.output)]
+        if not unused:
+            return
+        for node in unused:
+            graph.node.remove(node)
+
+
+def export_onnx(model: DetectorNet, config: ModelConfig, target: Path, sha256: str = "") -> Path:
     """Export ``model`` (eval, float32, CPU) with a dynamic batch axis and ``config.input_size`` square inputs to
-    ``target``, atomically."""
+    ``target``, atomically, stamped with the checkpoint hash ``sha256`` (detector.int8.CHECKPOINT_KEY)."""
     import onnx  # noqa: F401  (the exporter needs it; fail here with a clear ImportError)
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +133,7 @@ def export_onnx(model: DetectorNet, config: ModelConfig, target: Path) -> Path:
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET,
                 dynamo=False,  # the TorchScript exporter: no onnxscript dependency, exact for this CNN
             )
+        finish_graph(Path(tmp), [m.pad for m in model.modules() if isinstance(m, StaticPadConv)], sha256)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -103,7 +145,7 @@ def export_checkpoint(directory: Path, target: Path) -> Path:
     """Load the checkpoint at ``directory`` on the CPU and export it to ``target``; raises CheckpointError,
     ImportError (no ``onnx`` package) or OSError."""
     model, config = load_checkpoint(directory, device="cpu")
-    return export_onnx(model, config, target)
+    return export_onnx(model, config, target, checkpoint_sha256(directory))
 
 
 def one_line(message: str, limit: int = 500) -> str:

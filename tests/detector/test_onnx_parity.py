@@ -111,6 +111,30 @@ def test_export_is_cached_by_checkpoint_hash(pretrained_ckpt: Path, onnx_cache: 
     assert exports == [] and second.onnx_path == first.onnx_path
 
 
+def test_a_cached_file_that_is_not_the_checkpoints_export_is_exported_again(
+        pretrained_ckpt: Path, untrained_ckpt: Path, corpus: list[Image.Image]) -> None:
+    """The cache trusts no file name: another model's export copied over this checkpoint's is noticed (by the
+    checkpoint hash inside the file) and replaced, so the verdicts stay this model's."""
+    import shutil
+
+    good = OnnxDetector.from_checkpoint(pretrained_ckpt)
+    expected = [v.p_ai for v in good.predict(corpus[:6])]
+    shutil.copyfile(OnnxDetector.from_checkpoint(untrained_ckpt).onnx_path, good.onnx_path)
+    again = OnnxDetector.from_checkpoint(pretrained_ckpt)
+    assert again.onnx_path == good.onnx_path
+    assert [v.p_ai for v in again.predict(corpus[:6])] == pytest.approx(expected, abs=1e-6)
+
+
+def test_export_folds_the_fixed_paddings_into_the_convolutions(pretrained_ckpt: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(OnnxDetector.from_checkpoint(pretrained_ckpt).onnx_path)).graph
+    assert not [n for n in graph.node if n.op_type == "Pad"]
+    asymmetric = [n for n in graph.node if n.op_type == "Conv"
+                  and any(a.name == "pads" and list(a.ints)[:2] != list(a.ints)[2:] for a in n.attribute)]
+    assert len(asymmetric) == 5  # the stem and the four stride-2 depthwise convolutions of EfficientNet-Lite0
+
+
 def test_unwritable_cache_falls_back_to_a_temporary_directory(pretrained_ckpt: Path, tmp_path: Path) -> None:
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the cache directory would be")
