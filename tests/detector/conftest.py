@@ -18,6 +18,14 @@ def _one_thread() -> None:
 
 
 @pytest.fixture(autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """ONNX exports go to a cache of the test session (shared by its tests), never the user's."""
+    cache = tmp_path_factory.getbasetemp() / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    yield cache
+
+
+@pytest.fixture(autouse=True)
 def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test sees default settings unless it sets AIDETECT_* itself (then calls cache_clear)."""
     for name in ("AIDETECT_CHECKPOINT", "AIDETECT_THRESHOLD_AI", "AIDETECT_THRESHOLD_REAL", "AIDETECT_DEVICE"):

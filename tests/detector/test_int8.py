@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,6 @@ from training.quantize import quantize_checkpoint
 REALFAKE_SAMPLE = 48
 MEAN_DRIFT = 0.02  # p(AI), int8 against float (measured on realfake: about 0.011 mean, 0.08 at most)
 MAX_DRIFT = 0.15
-
-
-@pytest.fixture(autouse=True)
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    cache = tmp_path_factory.getbasetemp() / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    yield cache
 
 
 def realfake_images(realfake: Path, n: int) -> list[Path]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,6 @@ from tests import image_factory
 
 TOLERANCE = 1e-3
 REALFAKE_SAMPLE = 48
-
-
-@pytest.fixture(autouse=True)
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Exports go to a cache of the test session, not the user's."""
-    cache = tmp_path_factory.getbasetemp() / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    yield cache
 
 
 @pytest.fixture(scope="module")
