@@ -115,7 +115,6 @@ class OnnxDetector(BaseDetector):
                  precision: str = "float") -> None:
         super().__init__(config, info)
         self.onnx_path = onnx_path
-        self.precision = precision
         self.backend = "onnx-int8" if precision == "int8" else "onnx"
         self._session = make_session(onnx_path, threads)
 

@@ -35,9 +35,9 @@ IMPORT_EXIT = 4  # ... when a package the export needs (onnx) is missing
 
 
 class StaticPadConv(nn.Module):
-    """A TensorFlow "same" convolution with its padding fixed for one input size: exported as a constant Pad
-    (which ONNX Runtime folds into the Conv and the int8 quantiser handles) instead of a graph that computes the
-    padding from the input's shape on every call."""
+    """A TensorFlow "same" convolution with its padding fixed for one input size: exported as one Pad of fixed
+    size (which :func:`finish_graph` then folds into the Conv) instead of a graph that computes the padding from
+    the input's shape on every call."""
 
     def __init__(self, conv: nn.Conv2d, pad: tuple[int, int, int, int]) -> None:
         super().__init__()

@@ -27,10 +27,10 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from detector.base import BaseDetector, sigmoid
+from detector.base import BaseDetector
 from detector.checkpoint import checkpoint_dir, checkpoint_sha256
 from detector.int8 import CHECKPOINT_KEY, FIRST_STAGE_KEY, INT8_FILE
-from detector.onnx_backend import OnnxDetector, make_session
+from detector.onnx_backend import OnnxDetector
 from detector.preprocess import decode_image, draft_target
 
 DEFAULT_FIRST_INT8_STAGE = 3  # EfficientNet-Lite0: stages 3-6 and the head conv hold about two thirds of the FLOPs
@@ -98,10 +98,11 @@ def quantize_graph(float_onnx: Path, target: Path, calibration: np.ndarray, sha2
     return target
 
 
-def p_ai(session, arrays: np.ndarray, views: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Mean p(AI) over each image's views, for ``(images * views, C, H, W)`` crops."""
-    logits = np.concatenate([session.run(None, {"pixels": arrays[i:i + 24]})[0] for i in range(0, len(arrays), 24)])
-    return sigmoid(logits[:, 0]).reshape(-1, views).mean(axis=1)
+def p_ai(detector: BaseDetector, images: np.ndarray, batch: int = 8) -> np.ndarray:
+    """p(AI) of each ``(views, C, H, W)`` image as the detector scores it (the mean over its views), ``batch``
+    images per forward pass."""
+    chunks = (detector.predict_arrays(images[i:i + batch]) for i in range(0, len(images), batch))
+    return np.array([verdict.p_ai for chunk in chunks for verdict in chunk])
 
 
 def quantize_checkpoint(directory: Path, images: Sequence[Path], calibrate: int = 96, check: int = 200,
@@ -118,9 +119,9 @@ def quantize_checkpoint(directory: Path, images: Sequence[Path], calibrate: int 
     held_out = list(crops(detector, sample[calibrate:calibrate + check]))
     if not held_out:
         return {"images": 0}
-    views = held_out[0].shape[0]
-    arrays = np.concatenate(held_out)
-    drift = np.abs(p_ai(make_session(detector.onnx_path), arrays, views) - p_ai(make_session(target), arrays, views))
+    images = np.stack(held_out)
+    int8 = OnnxDetector(detector.config, detector.model_info, target, precision="int8")
+    drift = np.abs(p_ai(detector, images) - p_ai(int8, images))
     return {"images": len(held_out), "mean": float(drift.mean()), "p95": float(np.quantile(drift, 0.95)),
             "max": float(drift.max())}
 
